@@ -1,0 +1,25 @@
+namespace OrleansTwoPC.Abstractions;
+
+/// <summary>Coordinator of one transaction, keyed by transaction id (derived from the order id).</summary>
+[Alias("twopc.ITransactionCoordinatorGrain")]
+public interface ITransactionCoordinatorGrain : IGrainWithStringKey
+{
+    /// <summary>Runs Two-Phase Commit for the order. Answers once the decision is durable; phase two goes on
+    /// in the background. Resubmitting the same order returns the same outcome.</summary>
+    Task<OrderOutcome> PlaceOrder(OrderRequest order);
+
+    /// <summary>The transaction's durable state, for operators and tests.</summary>
+    Task<TransactionReport> GetReport();
+}
+
+[GenerateSerializer, Immutable, Alias("twopc.TransactionReport")]
+public sealed record TransactionReport(
+    [property: Id(0)] string TransactionId,
+    [property: Id(1)] string Phase,
+    [property: Id(2)] string Decision,
+    [property: Id(3)] string? AbortReason,
+    [property: Id(4)] IReadOnlyList<ParticipantVote> Votes,
+    [property: Id(5)] IReadOnlyList<string> Unacknowledged,
+    [property: Id(6)] DateTimeOffset? StartedAt,
+    [property: Id(7)] DateTimeOffset? DecidedAt,
+    [property: Id(8)] DateTimeOffset? CompletedAt);

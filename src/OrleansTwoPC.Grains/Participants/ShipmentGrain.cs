@@ -1,0 +1,41 @@
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using OrleansTwoPC.Grains.Faults;
+using OrleansTwoPC.Protocol;
+using OrleansTwoPC.Protocol.Participant;
+using OrleansTwoPC.Protocol.Resources;
+
+namespace OrleansTwoPC.Grains.Participants;
+
+public sealed class ShipmentGrain(
+    [PersistentState("shipment-order", StorageNames.Shipping)] IPersistentState<ParticipantRecord<ShipmentRecord, ShipmentDetails>> state,
+    IOptions<ProtocolOptions> options,
+    FaultInjector faults,
+    TimeProvider time,
+    ILogger<ShipmentGrain> logger)
+    : ParticipantGrain<ShipmentRecord, ShipmentDetails>(state, options, faults, time, logger), IShipmentGrain
+{
+    private static readonly ShipmentRules ShipmentRules = new();
+
+    protected override ParticipantKind Kind => ParticipantKind.Shipment;
+    protected override IResourceRules<ShipmentRecord, ShipmentDetails> Rules => ShipmentRules;
+
+    public Task<VoteReply> Prepare(string transactionId, ShipmentRequest shipment, DateTimeOffset deadline)
+    {
+        var details = new ShipmentDetails
+        {
+            OrderId = Key,
+            Address = shipment.Address,
+            Items = shipment.Lines.Select(l => new ShipmentItem { Sku = l.Sku, Quantity = l.Quantity }).ToList(),
+        };
+        return PrepareCore(transactionId, details, deadline);
+    }
+
+    public async Task<ShipmentSnapshot> GetSnapshot()
+    {
+        await EnsureLoaded();
+        var record = Machine.Record.Resource;
+        return new ShipmentSnapshot(Key, record.Status.ToString(), record.Details?.Address, record.TransactionId,
+            Machine.Record.Prepared.Count > 0, LatePreparesRefused);
+    }
+}

@@ -1,0 +1,231 @@
+namespace OrleansTwoPC.Protocol.Coordinator;
+
+public enum CoordinatorPhase
+{
+    /// <summary>No record and nothing in flight: an inquiry here is answered by presumed abort.</summary>
+    Idle,
+    /// <summary>Prepares sent, votes being collected. Nothing durable yet.</summary>
+    Preparing,
+    /// <summary>Decision chosen, its versioned write in flight. Nobody hears it yet.</summary>
+    Deciding,
+    /// <summary>Decision durable; phase two delivering it until every participant acknowledges.</summary>
+    Decided,
+    /// <summary>All acknowledged, completion write in flight.</summary>
+    Completing,
+    /// <summary>Nothing left to do.</summary>
+    Completed,
+    /// <summary>The decision write failed and its fate is unknown: the host must reload the record.</summary>
+    InDoubt,
+}
+
+/// <summary>Answer to a participant (or operator) asking how a transaction ended.</summary>
+public sealed record InquiryResult(Decision Decision, IReadOnlyList<CoordinatorAction> Actions)
+{
+    /// <summary>Still deciding: ask again later.</summary>
+    public bool Pending => Decision == Decision.None;
+}
+
+/// <summary>
+/// The coordinator's half of Two-Phase Commit with presumed abort, as a deterministic state machine.
+/// It owns the record, decides, and returns the I/O its host must perform; it never does I/O itself and
+/// takes the time as an input.
+/// </summary>
+public sealed class CoordinatorMachine
+{
+    private static readonly IReadOnlyList<CoordinatorAction> Nothing = Array.Empty<CoordinatorAction>();
+    private readonly ProtocolOptions _options;
+
+    public CoordinatorMachine(string transactionId, ProtocolOptions options, CoordinatorRecord? persisted)
+    {
+        if (string.IsNullOrWhiteSpace(transactionId)) throw new ArgumentException("transaction id is blank", nameof(transactionId));
+        if (persisted is not null && persisted.TransactionId != transactionId)
+            throw new ArgumentException($"record of {persisted.TransactionId} given to coordinator of {transactionId}", nameof(persisted));
+        _options = options;
+        TransactionId = transactionId;
+        Record = persisted ?? new CoordinatorRecord { TransactionId = transactionId };
+        Phase = persisted switch
+        {
+            null => CoordinatorPhase.Idle,
+            { IsCompleted: true } => CoordinatorPhase.Completed,
+            { IsDecided: true } => CoordinatorPhase.Decided,
+            // A record is only ever written with a decision; one without is treated as absent.
+            _ => CoordinatorPhase.Idle,
+        };
+    }
+
+    public string TransactionId { get; }
+    public CoordinatorRecord Record { get; private set; }
+    public CoordinatorPhase Phase { get; private set; }
+
+    /// <summary>Start phase one: send every prepare in parallel with one shared deadline.</summary>
+    public IReadOnlyList<CoordinatorAction> Begin(string fingerprint, IReadOnlyList<ParticipantId> participants, DateTimeOffset now)
+    {
+        if (Phase != CoordinatorPhase.Idle)
+            throw new InvalidOperationException($"transaction {TransactionId} already begun (phase {Phase})");
+        if (participants.Count == 0)
+            throw new ArgumentException("a transaction needs at least one participant", nameof(participants));
+        if (participants.Distinct().Count() != participants.Count)
+            throw new ArgumentException("participants must be distinct", nameof(participants));
+
+        Record = new CoordinatorRecord
+        {
+            TransactionId = TransactionId,
+            Fingerprint = fingerprint,
+            StartedAt = now,
+            Participants = participants.Select(p => new ParticipantEntry { Participant = p.ToString() }).ToList(),
+        };
+        Phase = CoordinatorPhase.Preparing;
+        var deadline = now + _options.PrepareTimeout;
+        var actions = new List<CoordinatorAction>(participants.Count + 1);
+        actions.AddRange(participants.Select(p => new SendPrepare(p, deadline)));
+        actions.Add(new StartPrepareTimer(deadline));
+        return actions;
+    }
+
+    public IReadOnlyList<CoordinatorAction> OnVote(ParticipantId participant, Vote vote, string? reason, DateTimeOffset now)
+    {
+        var entry = PendingEntry(participant);
+        if (entry is null) return Nothing; // late, duplicate or unknown: the decision no longer depends on it
+        entry.Vote = vote;
+        entry.Reason = reason;
+        entry.Source = VoteSource.Voted;
+        if (vote == Vote.No)
+            return Decide(Decision.Abort, $"{participant} voted no: {reason ?? "no reason given"}", now);
+        return Record.Participants.All(p => p.Vote == Vote.Yes) ? Decide(Decision.Commit, null, now) : Nothing;
+    }
+
+    /// <summary>The prepare call itself failed (exception, unreachable): counts as a no vote.</summary>
+    public IReadOnlyList<CoordinatorAction> OnPrepareFailed(ParticipantId participant, string error, DateTimeOffset now)
+    {
+        var entry = PendingEntry(participant);
+        if (entry is null) return Nothing;
+        entry.Reason = error;
+        entry.Source = VoteSource.Failed;
+        return Decide(Decision.Abort, $"{participant} failed to prepare: {error}", now);
+    }
+
+    /// <summary>The prepare deadline passed: abort at once, without waiting for the slow ones.</summary>
+    public IReadOnlyList<CoordinatorAction> OnPrepareDeadline(DateTimeOffset now)
+    {
+        if (Phase != CoordinatorPhase.Preparing) return Nothing;
+        var silent = Record.Participants.Where(p => p.Source == VoteSource.Pending).ToList();
+        foreach (var p in silent)
+        {
+            p.Source = VoteSource.TimedOut;
+            p.Reason = $"no vote within {_options.PrepareTimeout.TotalMilliseconds:0} ms";
+        }
+        return Decide(Decision.Abort, $"prepare timed out waiting for {string.Join(", ", silent.Select(p => p.Participant))}", now);
+    }
+
+    public IReadOnlyList<CoordinatorAction> OnDecisionPersisted()
+    {
+        if (Phase != CoordinatorPhase.Deciding)
+            throw new InvalidOperationException($"no decision write in flight (phase {Phase})");
+        Phase = CoordinatorPhase.Decided;
+        var actions = new List<CoordinatorAction>(Record.Participants.Count + 1);
+        if (!Record.PresumedAbort) actions.Add(new ReplyToClient(Outcome()));
+        actions.AddRange(DecisionsToSend());
+        return actions;
+    }
+
+    /// <summary>The decision write failed; it may or may not have reached the disk, so nothing may be sent.</summary>
+    public void OnDecisionPersistFailed()
+    {
+        if (Phase != CoordinatorPhase.Deciding)
+            throw new InvalidOperationException($"no decision write in flight (phase {Phase})");
+        Phase = CoordinatorPhase.InDoubt;
+    }
+
+    public IReadOnlyList<CoordinatorAction> OnDecisionAcknowledged(ParticipantId participant, DateTimeOffset now)
+    {
+        if (Phase != CoordinatorPhase.Decided) return Nothing;
+        var entry = Find(participant);
+        if (entry is null || entry.Acknowledged) return Nothing;
+        entry.Acknowledged = true;
+        if (!Record.Participants.All(p => p.Acknowledged)) return Nothing;
+        Record.CompletedAt = now;
+        Phase = CoordinatorPhase.Completing;
+        return new CoordinatorAction[] { new PersistCompletion() };
+    }
+
+    /// <summary>A phase-two send failed: send again after a capped exponential backoff.</summary>
+    public IReadOnlyList<CoordinatorAction> OnDecisionDeliveryFailed(ParticipantId participant, int attempt)
+    {
+        if (Phase != CoordinatorPhase.Decided) return Nothing;
+        var entry = Find(participant);
+        if (entry is null || entry.Acknowledged) return Nothing;
+        return new CoordinatorAction[] { new SendDecision(participant, Record.Decision, attempt + 1, _options.RetryDelay(attempt)) };
+    }
+
+    public void OnCompletionPersisted()
+    {
+        if (Phase == CoordinatorPhase.Completing) Phase = CoordinatorPhase.Completed;
+    }
+
+    /// <summary>The completion write failed: harmless, the decision is still durable; recovery finishes later.</summary>
+    public void OnCompletionPersistFailed()
+    {
+        if (Phase != CoordinatorPhase.Completing) return;
+        Record.CompletedAt = null;
+        Phase = CoordinatorPhase.Decided;
+    }
+
+    /// <summary>After a restart (or a reminder tick): re-send the durable decision to whoever has not acknowledged.</summary>
+    public IReadOnlyList<CoordinatorAction> Resume()
+    {
+        if (Phase == CoordinatorPhase.Decided) return DecisionsToSend();
+        if (Phase == CoordinatorPhase.Completing) return new CoordinatorAction[] { new PersistCompletion() };
+        return Nothing;
+    }
+
+    /// <summary>
+    /// Someone asks how the transaction ended. With no record and nothing in flight the answer is abort
+    /// (presumed abort), made durable first so this transaction id can never commit afterwards.
+    /// </summary>
+    public InquiryResult OnInquiry(DateTimeOffset now)
+    {
+        switch (Phase)
+        {
+            case CoordinatorPhase.Idle:
+                Record = new CoordinatorRecord { TransactionId = TransactionId, StartedAt = now, PresumedAbort = true };
+                return new InquiryResult(Decision.None, Decide(Decision.Abort, "presumed abort: the coordinator has no record of this transaction", now));
+            case CoordinatorPhase.Decided or CoordinatorPhase.Completing or CoordinatorPhase.Completed:
+                return new InquiryResult(Record.Decision, Nothing);
+            default:
+                return new InquiryResult(Decision.None, Nothing);
+        }
+    }
+
+    public TransactionOutcome Outcome() => new(
+        Record.TransactionId,
+        Record.Decision,
+        Record.AbortReason,
+        Record.Participants.Select(p => new ParticipantVoteReport(p.Participant, p.Vote, p.Source, p.Reason)).ToList());
+
+    private IReadOnlyList<CoordinatorAction> Decide(Decision decision, string? reason, DateTimeOffset now)
+    {
+        Record.Decision = decision;
+        Record.AbortReason = reason;
+        Record.DecidedAt = now;
+        Phase = CoordinatorPhase.Deciding;
+        return new CoordinatorAction[] { new PersistDecision(decision) };
+    }
+
+    private IReadOnlyList<CoordinatorAction> DecisionsToSend() => Record.Participants
+        .Where(p => !p.Acknowledged)
+        .Select(p => (CoordinatorAction)new SendDecision(p.Id, Record.Decision, 1, TimeSpan.Zero))
+        .ToList();
+
+    private ParticipantEntry? PendingEntry(ParticipantId participant)
+    {
+        if (Phase != CoordinatorPhase.Preparing) return null;
+        var entry = Find(participant);
+        return entry is { Source: VoteSource.Pending } ? entry : null;
+    }
+
+    private ParticipantEntry? Find(ParticipantId participant)
+    {
+        var key = participant.ToString();
+        return Record.Participants.FirstOrDefault(p => p.Participant == key);
+    }
+}

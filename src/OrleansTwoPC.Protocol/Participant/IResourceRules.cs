@@ -1,0 +1,17 @@
+namespace OrleansTwoPC.Protocol.Participant;
+
+/// <summary>
+/// The business side of a participant: whether a piece of work can be reserved next to the open
+/// reservations, and what commit and rollback do to the committed resource.
+/// </summary>
+public interface IResourceRules<TResource, TWork>
+{
+    /// <summary>Null when <paramref name="work"/> can be reserved; otherwise the reason to vote no.</summary>
+    string? CheckReserve(TResource resource, IReadOnlyCollection<TWork> reserved, TWork work);
+
+    /// <summary>Commit: make the reserved work part of the committed state.</summary>
+    void Apply(TResource resource, TWork work, string transactionId, DateTimeOffset now);
+
+    /// <summary>Rollback of a prepared transaction: undo whatever the reservation changed.</summary>
+    void Release(TResource resource, TWork work, string transactionId, DateTimeOffset now);
+}

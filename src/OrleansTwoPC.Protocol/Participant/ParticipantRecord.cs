@@ -1,0 +1,38 @@
+namespace OrleansTwoPC.Protocol.Participant;
+
+/// <summary>
+/// What a participant persists: its committed resource, the prepared (tentative, invisible) work of
+/// each open transaction, and a tombstone per recently decided transaction so that repeated decisions
+/// are no-ops and a prepare arriving after its rollback is refused.
+/// </summary>
+public sealed class ParticipantRecord<TResource, TWork> where TResource : new()
+{
+    public TResource Resource { get; set; } = new();
+    public Dictionary<string, PreparedTransaction<TWork>> Prepared { get; set; } = new();
+    public Dictionary<string, DecidedTransaction> Decided { get; set; } = new();
+}
+
+public sealed class PreparedTransaction<TWork>
+{
+    public TWork Work { get; set; } = default!;
+
+    /// <summary>Key of the coordinator to ask when no decision arrives.</summary>
+    public string Coordinator { get; set; } = "";
+
+    public DateTimeOffset PreparedAt { get; set; }
+}
+
+public sealed class DecidedTransaction
+{
+    public Decision Outcome { get; set; }
+    public DateTimeOffset DecidedAt { get; set; }
+}
+
+/// <summary>A participant's view of one transaction.</summary>
+public enum ParticipantTransactionStatus
+{
+    Unknown = 0,
+    Prepared = 1,
+    Committed = 2,
+    Aborted = 3,
+}

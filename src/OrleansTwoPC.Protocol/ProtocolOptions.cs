@@ -1,0 +1,39 @@
+namespace OrleansTwoPC.Protocol;
+
+/// <summary>Timeouts and retry policy of the protocol. Bound from configuration section "TwoPC:Protocol".</summary>
+public sealed class ProtocolOptions
+{
+    /// <summary>How long the coordinator waits for all votes before it aborts.</summary>
+    public TimeSpan PrepareTimeout { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>First delay before a phase-two message is re-sent.</summary>
+    public TimeSpan RetryBaseDelay { get; set; } = TimeSpan.FromMilliseconds(100);
+
+    /// <summary>Cap of the exponential phase-two backoff.</summary>
+    public TimeSpan RetryMaxDelay { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>How long a participant remembers a decided transaction, so late prepares are refused and
+    /// repeated decisions are no-ops. Must exceed PrepareTimeout plus clock skew between silos.</summary>
+    public TimeSpan DecisionRetention { get; set; } = TimeSpan.FromHours(1);
+
+    /// <summary>A prepared participant that hears no decision for this long asks its coordinator.</summary>
+    public TimeSpan InDoubtTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
+    public void Validate()
+    {
+        if (PrepareTimeout <= TimeSpan.Zero) throw new ArgumentException("PrepareTimeout must be positive");
+        if (RetryBaseDelay <= TimeSpan.Zero) throw new ArgumentException("RetryBaseDelay must be positive");
+        if (RetryMaxDelay < RetryBaseDelay) throw new ArgumentException("RetryMaxDelay must be at least RetryBaseDelay");
+        if (DecisionRetention <= PrepareTimeout) throw new ArgumentException("DecisionRetention must exceed PrepareTimeout");
+        if (InDoubtTimeout <= TimeSpan.Zero) throw new ArgumentException("InDoubtTimeout must be positive");
+    }
+
+    /// <summary>Capped exponential backoff: base * 2^(attempt-1), never above the cap.</summary>
+    public TimeSpan RetryDelay(int attempt)
+    {
+        if (attempt < 1) attempt = 1;
+        var exponent = Math.Min(attempt - 1, 30);
+        var ticks = RetryBaseDelay.Ticks * (1L << exponent);
+        return ticks <= 0 || ticks > RetryMaxDelay.Ticks ? RetryMaxDelay : TimeSpan.FromTicks(ticks);
+    }
+}
