@@ -94,12 +94,22 @@ public sealed partial class OrderPlan
 
     private static string ComputeFingerprint(OrderRequest order, IReadOnlyList<OrderLine> mergedLines)
     {
+        // Every field is length-prefixed, so no text inside one field can imitate another field.
         var canonical = new StringBuilder();
-        canonical.Append(order.OrderId).Append('\n').Append(order.AccountId).Append('\n').Append(order.ShippingAddress).Append('\n');
-        foreach (var line in mergedLines) canonical.Append(line.Sku).Append('|').Append(line.Quantity).Append('|').Append(line.UnitPrice).Append('\n');
+        void Field(string value) => canonical.Append(value.Length).Append(':').Append(value).Append(';');
+        Field(order.OrderId);
+        Field(order.AccountId);
+        Field(order.ShippingAddress);
+        foreach (var line in mergedLines)
+        {
+            Field(line.Sku);
+            Field(line.Quantity.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            Field(line.UnitPrice.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        }
         return Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(canonical.ToString())));
     }
 
-    [GeneratedRegex("^[A-Za-z0-9][A-Za-z0-9._:-]*$")]
+    // \z, not $: $ would also match before a trailing newline.
+    [GeneratedRegex("^[A-Za-z0-9][A-Za-z0-9._:-]*\\z")]
     private static partial Regex IdPattern();
 }

@@ -41,7 +41,7 @@ public sealed class TransactionCoordinatorGrain : Grain, ITransactionCoordinator
         if (_machine.Phase is CoordinatorPhase.Decided or CoordinatorPhase.Completing)
         {
             _logger.LogInformation("Recovery {TransactionId}: activated with durable decision {Decision}, resuming phase two", TransactionId, _machine.Record.Decision);
-            Execute(_machine.Resume());
+            Execute(_machine.Resume(Now));
         }
         return Task.CompletedTask;
     }
@@ -253,7 +253,7 @@ public sealed class TransactionCoordinatorGrain : Grain, ITransactionCoordinator
         await _state.ReadStateAsync();
         _machine = new CoordinatorMachine(TransactionId, _options, _state.RecordExists ? _state.State : null);
         _logger.LogInformation("Recovery {TransactionId}: reloaded after a failed decision write, phase {Phase}", TransactionId, _machine.Phase);
-        Execute(_machine.Resume());
+        Execute(_machine.Resume(Now));
     }
 
     private OrderOutcome Resubmitted(OrderPlan plan)

@@ -170,9 +170,15 @@ public sealed class CoordinatorMachine
         Phase = CoordinatorPhase.Decided;
     }
 
-    /// <summary>After a restart (or a reminder tick): re-send the durable decision to whoever has not acknowledged.</summary>
-    public IReadOnlyList<CoordinatorAction> Resume()
+    /// <summary>After a restart (or a recovery tick): re-send the durable decision to whoever has not
+    /// acknowledged, or, when everybody has, write the completion that is still missing.</summary>
+    public IReadOnlyList<CoordinatorAction> Resume(DateTimeOffset now)
     {
+        if (Phase == CoordinatorPhase.Decided && Record.Participants.All(p => p.Acknowledged))
+        {
+            Record.CompletedAt = now;
+            Phase = CoordinatorPhase.Completing;
+        }
         if (Phase == CoordinatorPhase.Decided) return DecisionsToSend();
         if (Phase == CoordinatorPhase.Completing) return new CoordinatorAction[] { new PersistCompletion() };
         return Nothing;

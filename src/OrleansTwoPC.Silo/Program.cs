@@ -1,0 +1,95 @@
+using System.Net;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Orleans.Configuration;
+using OrleansTwoPC.Silo.Demo;
+using OrleansTwoPC.Silo.Hosting;
+using OrleansTwoPC.Storage;
+using Serilog;
+using Serilog.Extensions.Logging;
+
+// Usage:
+//   OrleansTwoPC.Silo demo [--TwoPC:Demo:Concurrency=32 ...]   seeds, runs concurrent orders, reconciles (the main job)
+//   OrleansTwoPC.Silo serve                                    runs a silo until Ctrl+C
+// With no connection string configured, an embedded throwaway PostgreSQL is started and removed on exit.
+var command = args.FirstOrDefault(a => !a.StartsWith('-')) ?? "demo";
+var settings = args.Where(a => a != command).ToArray();
+if (command is "help" or "-h" or "--help")
+{
+    Console.WriteLine("usage: OrleansTwoPC.Silo [demo|serve] [--Key=Value ...]");
+    Console.WriteLine("  demo   start a silo, seed, place concurrent orders (some abort), print outcomes and a reconciliation");
+    Console.WriteLine("  serve  run a silo until stopped");
+    Console.WriteLine("configuration: appsettings.json, environment (ConnectionStrings__PostgresServer=...), --ConnectionStrings:PostgresServer=...");
+    return 0;
+}
+if (command is not ("demo" or "serve"))
+{
+    Console.Error.WriteLine($"unknown command '{command}' (expected demo or serve; see --help)");
+    return 2;
+}
+
+// appsettings.json is read from beside the executable, so the command works from any directory.
+var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { Args = settings, ContentRootPath = AppContext.BaseDirectory });
+Log.Logger = LoggingSetup.Configure(new LoggerConfiguration(), builder.Configuration).CreateLogger();
+builder.Services.AddSerilog();
+using var cancel = new CancellationTokenSource();
+Console.CancelKeyPress += (_, e) => { e.Cancel = true; cancel.Cancel(); };
+
+try
+{
+    var startupLogger = new SerilogLoggerFactory(Log.Logger).CreateLogger("OrleansTwoPC.Startup");
+    await using var postgres = await PostgresTopology.StartAsync(builder.Configuration, startupLogger, cancel.Token);
+    var databases = postgres.Databases;
+
+    builder.UseOrleans(silo =>
+    {
+        silo.Configure<ClusterOptions>(o =>
+        {
+            o.ClusterId = builder.Configuration["TwoPC:ClusterId"] ?? "twopc";
+            o.ServiceId = builder.Configuration["TwoPC:ServiceId"] ?? "OrleansTwoPC";
+        });
+        silo.UseAdoNetClustering(o =>
+        {
+            o.Invariant = TwoPhaseCommitSiloExtensions.AdoNetInvariant;
+            o.ConnectionString = databases.Coordinator;
+        });
+        silo.ConfigureEndpoints(
+            IPAddress.Parse(builder.Configuration["TwoPC:AdvertisedIp"] ?? "127.0.0.1"),
+            builder.Configuration.GetValue("TwoPC:SiloPort", 11111),
+            builder.Configuration.GetValue("TwoPC:GatewayPort", 30000));
+        silo.AddTwoPhaseCommit(databases, builder.Configuration);
+    });
+
+    using var host = builder.Build();
+    await host.StartAsync(cancel.Token);
+    int exitCode = 0;
+    if (command == "demo")
+    {
+        var options = builder.Configuration.GetSection("TwoPC:Demo").Get<DemoOptions>() ?? new DemoOptions();
+        var grains = host.Services.GetRequiredService<IGrainFactory>();
+        exitCode = await new DemoRunner(grains, databases, Console.Out).RunAsync(options, cancel.Token);
+    }
+    else
+    {
+        startupLogger.LogInformation("Silo running; Ctrl+C to stop");
+        try { await Task.Delay(Timeout.Infinite, cancel.Token); } catch (OperationCanceledException) { }
+    }
+    await host.StopAsync(CancellationToken.None);
+    return exitCode;
+}
+catch (OperationCanceledException) when (cancel.IsCancellationRequested)
+{
+    return 130;
+}
+catch (Exception ex)
+{
+    Log.Fatal(ex, "Silo failed");
+    Console.Error.WriteLine($"error: {ex.GetBaseException().Message}");
+    return 1;
+}
+finally
+{
+    await Log.CloseAndFlushAsync();
+}

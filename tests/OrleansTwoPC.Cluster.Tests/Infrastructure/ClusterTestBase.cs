@@ -1,0 +1,80 @@
+using OrleansTwoPC.Silo.Demo;
+
+namespace OrleansTwoPC.Cluster.Tests.Infrastructure;
+
+/// <summary>Helpers for tests on the shared cluster: unique ids, seeding, placing orders, waiting for phase two.</summary>
+public abstract class ClusterTestBase(TwoPcClusterFixture fixture)
+{
+    private static int _counter;
+
+    protected TwoPcClusterFixture Fixture { get; } = fixture;
+    protected IGrainFactory Grains => Fixture.Grains;
+
+    /// <summary>An id no other test uses (the cluster and its databases are shared by the collection).</summary>
+    protected static string Unique(string prefix) => $"{prefix}-{Interlocked.Increment(ref _counter)}-{Guid.NewGuid():N}"[..Math.Min(60, prefix.Length + 30)];
+
+    protected async Task<string> NewSku(long stock)
+    {
+        var sku = Unique("SKU");
+        await Grains.GetGrain<IInventoryGrain>(sku).SetStock(stock);
+        return sku;
+    }
+
+    protected async Task<string> NewAccount(long balance)
+    {
+        var account = Unique("acct");
+        await Grains.GetGrain<IPaymentAccountGrain>(account).SetBalance(balance);
+        return account;
+    }
+
+    protected static OrderRequest Order(string account, params (string Sku, int Quantity, long Price)[] lines) =>
+        new(Unique("order"), lines.Select(l => new OrderLine(l.Sku, l.Quantity, l.Price)).ToList(), account, "1 Test Street, Testville");
+
+    protected Task<OrderOutcome> Place(OrderRequest order) =>
+        Grains.GetGrain<ITransactionCoordinatorGrain>(TransactionIds.FromOrderId(order.OrderId)).PlaceOrder(order);
+
+    protected Task<CounterSnapshot> Stock(string sku) => Grains.GetGrain<IInventoryGrain>(sku).GetSnapshot();
+    protected Task<CounterSnapshot> Balance(string account) => Grains.GetGrain<IPaymentAccountGrain>(account).GetSnapshot();
+    protected Task<ShipmentSnapshot> Shipment(string orderId) => Grains.GetGrain<IShipmentGrain>(orderId).GetSnapshot();
+    protected Task<TransactionReport> Report(string orderId) =>
+        Grains.GetGrain<ITransactionCoordinatorGrain>(TransactionIds.FromOrderId(orderId)).GetReport();
+
+    /// <summary>Waits until the coordinator recorded every participant's acknowledgement.</summary>
+    protected async Task<TransactionReport> WaitCompleted(string orderId, TimeSpan? timeout = null)
+    {
+        var deadline = DateTime.UtcNow + (timeout ?? TimeSpan.FromSeconds(15));
+        while (true)
+        {
+            var report = await Report(orderId);
+            if (report.Phase == "Completed") return report;
+            if (DateTime.UtcNow > deadline) throw new TimeoutException($"transaction of {orderId} not completed: phase {report.Phase}, unacknowledged {string.Join(",", report.Unacknowledged)}");
+            await Task.Delay(50);
+        }
+    }
+
+    protected static async Task<T> Eventually<T>(Func<Task<T>> read, Func<T, bool> done, TimeSpan timeout)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while (true)
+        {
+            var value = await read();
+            if (done(value) || DateTime.UtcNow > deadline) return value;
+            await Task.Delay(50);
+        }
+    }
+
+    protected async Task AssertUntouched(string sku, long stock, string account, long balance, string orderId)
+    {
+        var s = await Stock(sku);
+        Assert.Equal(stock, s.Committed);
+        Assert.Equal(0, s.Reserved);
+        Assert.Equal(0, s.ConsumedTotal);
+        var a = await Balance(account);
+        Assert.Equal(balance, a.Committed);
+        Assert.Equal(0, a.Reserved);
+        Assert.Equal(0, a.ConsumedTotal);
+        var shipment = await Shipment(orderId);
+        Assert.NotEqual("Confirmed", shipment.Status);
+        Assert.False(shipment.TentativeOpen);
+    }
+}

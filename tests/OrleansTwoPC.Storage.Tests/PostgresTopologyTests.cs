@@ -1,0 +1,101 @@
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.Logging.Abstractions;
+using Npgsql;
+
+namespace OrleansTwoPC.Storage.Tests;
+
+[Collection(PostgresCollection.Name)]
+public sealed class PostgresTopologyTests(PostgresFixture fixture)
+{
+    private static IConfiguration Config(params (string Key, string Value)[] values) =>
+        new ConfigurationBuilder()
+            .AddInMemoryCollection(values.Select(v => new KeyValuePair<string, string?>(v.Key, v.Value)))
+            .Build();
+
+    [Fact]
+    public async Task PostgresServer_override_derives_and_provisions_four_databases_on_that_server()
+    {
+        var config = Config(
+            ("ConnectionStrings:PostgresServer", fixture.Server.AdminConnectionString),
+            ("TwoPC:DatabasePrefix", "topo"));
+
+        await using var runtime = await PostgresTopology.StartAsync(config, NullLogger.Instance);
+
+        Assert.Equal(PostgresSource.Server, runtime.Source);
+        Assert.Null(runtime.EmbeddedServer);
+        foreach (var (name, connectionString) in runtime.Databases.All)
+        {
+            var builder = new NpgsqlConnectionStringBuilder(connectionString);
+            Assert.Equal(fixture.Server.Port, builder.Port);
+            Assert.Equal($"topo_{name.ToLowerInvariant()}", builder.Database);
+            Assert.Equal(PostgresConnectionStrings.DefaultMaximumPoolSize, builder.MaxPoolSize);
+            Assert.Equal((long)OrleansSchema.AllQueryKeys.Count,
+                await QueryRunner.ScalarAsync(connectionString, "SELECT count(*) FROM OrleansQuery"));
+        }
+
+        // Idempotent: a second silo starting with the same configuration just works.
+        await using var again = await PostgresTopology.StartAsync(config, NullLogger.Instance);
+        Assert.Equal(runtime.Databases, again.Databases);
+    }
+
+    [Fact]
+    public async Task Explicit_connection_strings_are_used_and_created_when_missing()
+    {
+        string For(string db) => PostgresConnectionStrings.WithDatabase(fixture.Server.AdminConnectionString, db) + ";Maximum Pool Size=7";
+        var config = Config(
+            ("ConnectionStrings:Inventory", For("explicit_inv")),
+            ("ConnectionStrings:Payments", For("explicit_pay")),
+            ("ConnectionStrings:Shipping", For("explicit_ship")),
+            ("ConnectionStrings:Coordinator", For("explicit_coord")),
+            // Ignored: explicit databases win.
+            ("ConnectionStrings:PostgresServer", "Host=invalid.invalid"));
+
+        await using var runtime = await PostgresTopology.StartAsync(config, NullLogger.Instance);
+
+        Assert.Equal(PostgresSource.ConnectionStrings, runtime.Source);
+        var builder = new NpgsqlConnectionStringBuilder(runtime.Databases.Payments);
+        Assert.Equal("explicit_pay", builder.Database);
+        Assert.Equal(7, builder.MaxPoolSize); // the user's pool size is kept
+        Assert.Equal("explicit_coord", await QueryRunner.ScalarAsync(runtime.Databases.Coordinator, "SELECT current_database()"));
+        Assert.NotNull(await QueryRunner.ScalarAsync(runtime.Databases.Shipping, "SELECT QueryText FROM OrleansQuery WHERE QueryKey = 'WriteToStorageKey'"));
+    }
+
+    [Fact]
+    public async Task Partial_explicit_connection_strings_are_rejected_clearly()
+    {
+        var config = Config(
+            ("ConnectionStrings:Inventory", fixture.Databases.Inventory),
+            ("ConnectionStrings:Payments", fixture.Databases.Payments));
+
+        var ex = await Assert.ThrowsAsync<InvalidOperationException>(() => PostgresTopology.StartAsync(config, NullLogger.Instance));
+
+        Assert.Contains("ConnectionStrings:Shipping", ex.Message);
+        Assert.Contains("ConnectionStrings:Coordinator", ex.Message);
+    }
+
+    [Fact]
+    public void Invalid_prefix_is_rejected()
+    {
+        Assert.Throws<ArgumentException>(() => PostgresTopology.DeriveDatabases(fixture.Server.AdminConnectionString, "Bad-Prefix"));
+    }
+
+    [Fact]
+    public async Task Without_configuration_an_embedded_server_is_started_and_stopped_on_dispose()
+    {
+        var runtime = await PostgresTopology.StartAsync(Config(), NullLogger.Instance);
+        var server = runtime.EmbeddedServer;
+        try
+        {
+            Assert.Equal(PostgresSource.Embedded, runtime.Source);
+            Assert.NotNull(server);
+            Assert.Equal("twopc_inventory", await QueryRunner.ScalarAsync(runtime.Databases.Inventory, "SELECT current_database()"));
+        }
+        finally
+        {
+            await runtime.DisposeAsync();
+        }
+
+        Assert.False(server!.IsRunning);
+        Assert.False(Directory.Exists(server.DataDirectory));
+    }
+}
