@@ -10,6 +10,17 @@ public interface ITransactionCoordinatorGrain : IGrainWithStringKey
 
     /// <summary>The transaction's durable state, for operators and tests.</summary>
     Task<TransactionReport> GetReport();
+
+    /// <summary>A participant in doubt asks the outcome. With no record the answer is abort (presumed
+    /// abort), made durable first so this transaction can never commit afterwards.</summary>
+    Task<InquiryReply> QueryOutcome();
+
+    /// <summary>Recovery: reload if needed and re-send a durable decision to every participant that has
+    /// not acknowledged it.</summary>
+    Task<TransactionReport> Recover();
+
+    /// <summary>Operator: force ABORT when no decision is durable; refused once committed.</summary>
+    Task<TransactionReport> HeuristicAbort(string reason);
 }
 
 [GenerateSerializer, Immutable, Alias("twopc.TransactionReport")]

@@ -25,6 +25,8 @@ public enum OrderStatus
     Rejected = 3,
     /// <summary>The decision write failed with an unknown result; recovery will finish it one way or the other.</summary>
     InDoubt = 4,
+    /// <summary>Could not start: a service or its storage is unavailable. Nothing was decided or changed.</summary>
+    Unavailable = 5,
 }
 
 [GenerateSerializer, Immutable, Alias("twopc.ParticipantVote")]

@@ -15,7 +15,8 @@ public sealed record CounterSnapshot(
     [property: Id(4)] long Available,
     [property: Id(5)] int OpenReservations,
     [property: Id(6)] long ConsumedTotal,
-    [property: Id(7)] int LatePreparesRefused);
+    [property: Id(7)] int LatePreparesRefused,
+    [property: Id(8)] long SuppliedTotal);
 
 [GenerateSerializer, Immutable, Alias("twopc.ShipmentSnapshot")]
 public sealed record ShipmentSnapshot(
@@ -29,8 +30,14 @@ public sealed record ShipmentSnapshot(
 /// <summary>Phase two, common to every participant. Both are idempotent; the reply is the acknowledgement.</summary>
 public interface ITransactionParticipantGrain : IGrainWithStringKey
 {
-    Task Commit(string transactionId);
+    /// <param name="prepareDeadline">Names the decided attempt; a reservation of another attempt is not applied.</param>
+    Task Commit(string transactionId, DateTimeOffset? prepareDeadline = null);
+
     Task Rollback(string transactionId);
+
+    /// <summary>Asks the coordinators of transactions prepared here longer than <paramref name="olderThan"/>
+    /// for their outcome and applies it. Returns how many were settled.</summary>
+    Task<int> ResolveInDoubt(TimeSpan olderThan);
 
     /// <summary>This participant's view of a transaction: Unknown, Prepared, Committed or Aborted.</summary>
     Task<string> GetTransactionStatus(string transactionId);

@@ -12,9 +12,11 @@ public sealed class ProtocolOptions
     /// <summary>Cap of the exponential phase-two backoff.</summary>
     public TimeSpan RetryMaxDelay { get; set; } = TimeSpan.FromSeconds(10);
 
-    /// <summary>How long a participant remembers a decided transaction, so late prepares are refused and
-    /// repeated decisions are no-ops. Must exceed PrepareTimeout plus clock skew between silos.</summary>
-    public TimeSpan DecisionRetention { get; set; } = TimeSpan.FromHours(1);
+    /// <summary>How long past a transaction's prepare deadline a participant remembers its decision, so a
+    /// prepare arriving after its rollback is refused and repeated decisions are no-ops. Covers
+    /// clock skew between silos; later, the deadline check alone refuses late prepares. Kept short because
+    /// a hot participant persists its tombstones with every write.</summary>
+    public TimeSpan DecisionRetention { get; set; } = TimeSpan.FromMinutes(2);
 
     /// <summary>A prepared participant that hears no decision for this long asks its coordinator.</summary>
     public TimeSpan InDoubtTimeout { get; set; } = TimeSpan.FromSeconds(30);

@@ -164,9 +164,11 @@ public sealed class CommitAndAbortTests(TwoPcClusterFixture fixture) : ClusterTe
         // Rollback after commit is a protocol violation and is refused, changing nothing.
         await Assert.ThrowsAnyAsync<Exception>(() => inventory.Rollback(outcome.TransactionId));
         Assert.Equal(8, (await Stock(sku)).Committed);
-        // A duplicate prepare of the committed transaction reserves nothing more.
+        // A prepare of another attempt of the committed transaction (as a duplicate coordinator activation
+        // would send) is refused and reserves nothing: one transaction is never applied twice.
         var again = await inventory.Prepare(outcome.TransactionId, 2, DateTimeOffset.UtcNow.AddMinutes(1));
-        Assert.True(again.Yes);
+        Assert.False(again.Yes);
+        Assert.Contains("another attempt", again.Reason);
         Assert.Equal(0, (await Stock(sku)).Reserved);
     }
 }

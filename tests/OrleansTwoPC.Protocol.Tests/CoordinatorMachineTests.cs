@@ -695,7 +695,9 @@ public sealed class CoordinatorMachineTests
 
         var afterWrite = machine.OnDecisionPersisted();
         Assert.Empty(afterWrite); // no ReplyToClient: nobody placed this order here; nobody to send to
-        Assert.Equal(CoordinatorPhase.Decided, machine.Phase);
+        // Written already complete (one write): there is nobody to tell.
+        Assert.Equal(CoordinatorPhase.Completed, machine.Phase);
+        Assert.NotNull(machine.Record.CompletedAt);
 
         var answered = machine.OnInquiry(T0.AddSeconds(1));
         Assert.False(answered.Pending);
@@ -719,7 +721,7 @@ public sealed class CoordinatorMachineTests
 
         // ... and after a restart from the durable record.
         var recovered = new CoordinatorMachine(Tx, Options(), Durable(machine.Record));
-        Assert.Equal(CoordinatorPhase.Decided, recovered.Phase);
+        Assert.Equal(CoordinatorPhase.Completed, recovered.Phase);
         Assert.True(recovered.Record.PresumedAbort);
         Assert.Throws<InvalidOperationException>(() => recovered.Begin("fp-1", Three, T0));
         foreach (var p in Three) Assert.Empty(recovered.OnVote(p, Vote.Yes, null, T0));

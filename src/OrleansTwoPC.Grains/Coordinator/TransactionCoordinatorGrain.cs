@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
+using OrleansTwoPC.Grains.Faults;
 using OrleansTwoPC.Protocol;
 using OrleansTwoPC.Protocol.Coordinator;
 
@@ -16,19 +17,23 @@ public sealed class TransactionCoordinatorGrain : Grain, ITransactionCoordinator
     private readonly IPersistentState<CoordinatorRecord> _state;
     private readonly ProtocolOptions _options;
     private readonly TimeProvider _time;
+    private readonly CrashInjector _crashes;
     private readonly ILogger<TransactionCoordinatorGrain> _logger;
+    private readonly HashSet<ParticipantId> _delivering = new();
     private CoordinatorMachine _machine = null!;
     private OrderPlan? _plan;
 
     public TransactionCoordinatorGrain(
-        [PersistentState("coordinator-tx", StorageNames.Coordinator)] IPersistentState<CoordinatorRecord> state,
+        [PersistentState(StateNames.Coordinator, StorageNames.Coordinator)] IPersistentState<CoordinatorRecord> state,
         IOptions<ProtocolOptions> options,
         TimeProvider time,
+        CrashInjector crashes,
         ILogger<TransactionCoordinatorGrain> logger)
     {
         _state = state;
         _options = options.Value;
         _time = time;
+        _crashes = crashes;
         _logger = logger;
     }
 
@@ -61,7 +66,7 @@ public sealed class TransactionCoordinatorGrain : Grain, ITransactionCoordinator
         if (plan.TransactionId != TransactionId)
             return OrderOutcome.Rejected(order.OrderId, $"order {order.OrderId} belongs to coordinator {plan.TransactionId}, not {TransactionId}");
 
-        if (_machine.Phase == CoordinatorPhase.InDoubt) await ReloadAfterFailedDecisionWrite();
+        if (_machine.Phase == CoordinatorPhase.InDoubt) await Reload("resubmission after a failed decision write");
         if (_machine.Phase != CoordinatorPhase.Idle) return Resubmitted(plan);
 
         var unknown = await FindUnknownResources(plan);
@@ -74,10 +79,12 @@ public sealed class TransactionCoordinatorGrain : Grain, ITransactionCoordinator
         _plan = plan;
         var participants = Participants(plan);
         _logger.LogInformation("Begin {TransactionId}: {ParticipantCount} participants, amount {Amount}", TransactionId, participants.Count, plan.TotalAmount);
-        var actions = _machine.Begin(plan.Fingerprint, participants, Now);
+        var actions = _machine.Begin(plan.Fingerprint, participants, Now, Summary(plan));
+        await _crashes.Check(CrashPoint.CoordinatorBeforeAnyPrepare, TransactionId);
         actions = await CollectVotes(actions);
 
         var decision = actions.OfType<PersistDecision>().Single().Decision;
+        await _crashes.Check(CrashPoint.CoordinatorAfterVotesBeforeDecision, TransactionId);
         try
         {
             _state.State = _machine.Record;
@@ -95,6 +102,7 @@ public sealed class TransactionCoordinatorGrain : Grain, ITransactionCoordinator
 
         var afterDecision = _machine.OnDecisionPersisted();
         var reply = afterDecision.OfType<ReplyToClient>().Single();
+        await _crashes.Check(CrashPoint.CoordinatorAfterDecisionBeforePhaseTwo, TransactionId);
         Execute(afterDecision);
         return ToOrderOutcome(reply.Outcome, plan);
     }
@@ -115,6 +123,69 @@ public sealed class TransactionCoordinatorGrain : Grain, ITransactionCoordinator
             record.CompletedAt));
     }
 
+    public async Task<InquiryReply> QueryOutcome()
+    {
+        if (_machine.Phase == CoordinatorPhase.InDoubt) await Reload("inquiry after a failed decision write");
+        var inquiry = _machine.OnInquiry(Now);
+        if (inquiry.Actions.OfType<PersistDecision>().Any())
+        {
+            if (!await PersistPresumedAbort()) return new InquiryReply(InquiryReply.Pending, null);
+            _logger.LogWarning("Presumed abort {TransactionId}: asked by a participant, no record; abort made durable", TransactionId);
+            return new InquiryReply(InquiryReply.Abort, null);
+        }
+        _logger.LogInformation("Inquiry answered {TransactionId}: {Decision}", TransactionId, inquiry.Pending ? "pending" : inquiry.Decision);
+        return inquiry.Pending
+            ? new InquiryReply(InquiryReply.Pending, null)
+            : new InquiryReply(inquiry.Decision == Decision.Commit ? InquiryReply.Commit : InquiryReply.Abort, _machine.Record.PrepareDeadline);
+    }
+
+    public async Task<TransactionReport> Recover()
+    {
+        if (_machine.Phase == CoordinatorPhase.InDoubt) await Reload("recovery after a failed decision write");
+        var actions = _machine.Resume(Now);
+        if (actions.Count > 0)
+            _logger.LogInformation("Recovery {TransactionId}: re-sending {Decision} to {Participants}", TransactionId, _machine.Record.Decision,
+                string.Join(", ", actions.OfType<SendDecision>().Select(a => a.Participant)));
+        Execute(actions);
+        return await GetReport();
+    }
+
+    public async Task<TransactionReport> HeuristicAbort(string reason)
+    {
+        if (string.IsNullOrWhiteSpace(reason)) throw new ArgumentException("a heuristic abort needs a reason", nameof(reason));
+        if (_machine.Phase == CoordinatorPhase.InDoubt) await Reload("heuristic abort after a failed decision write");
+        var actions = _machine.HeuristicAbort(reason, Now);
+        if (actions.OfType<PersistDecision>().Any())
+        {
+            if (!await PersistPresumedAbort())
+                throw new InvalidOperationException($"the heuristic abort of {TransactionId} could not be made durable; nothing was decided");
+            _logger.LogWarning("Heuristic decision {TransactionId}: ABORT forced by an operator ({Reason})", TransactionId, reason);
+        }
+        else
+        {
+            _logger.LogInformation("Heuristic abort {TransactionId}: already aborted, nothing to do", TransactionId);
+        }
+        return await GetReport();
+    }
+
+    /// <summary>Writes a presumed (or heuristic) abort record; false when the write failed and the outcome is unknown.</summary>
+    private async Task<bool> PersistPresumedAbort()
+    {
+        try
+        {
+            _state.State = _machine.Record;
+            await _state.WriteStateAsync();
+            _machine.OnDecisionPersisted();
+            return true;
+        }
+        catch (Exception ex)
+        {
+            _machine.OnDecisionPersistFailed();
+            _logger.LogError(ex, "Abort record write failed {TransactionId}; it will be reloaded", TransactionId);
+            return false;
+        }
+    }
+
     /// <summary>Phase one: wait for every vote, the first no or failure, or the deadline, whichever comes first.</summary>
     private async Task<IReadOnlyList<CoordinatorAction>> CollectVotes(IReadOnlyList<CoordinatorAction> actions)
     {
@@ -127,6 +198,7 @@ public sealed class TransactionCoordinatorGrain : Grain, ITransactionCoordinator
                 case SendPrepare send:
                     _logger.LogDebug("Prepare sent {TransactionId} to {Participant}", TransactionId, send.Participant);
                     inFlight[SendPrepareTo(send)] = send.Participant;
+                    if (inFlight.Count == 1) await _crashes.Check(CrashPoint.CoordinatorAfterSomePreparesSent, TransactionId);
                     break;
                 case StartPrepareTimer start:
                     var wait = start.Deadline - Now;
@@ -186,11 +258,16 @@ public sealed class TransactionCoordinatorGrain : Grain, ITransactionCoordinator
     /// <summary>Runs the machine's phase-two actions; each delivery retries on its own until acknowledged.</summary>
     private void Execute(IReadOnlyList<CoordinatorAction> actions)
     {
+        // With the "after some acknowledgements" crash armed, deliver to one participant only, so the
+        // crash really comes after a partial phase two.
+        if (_crashes.IsArmed(CrashPoint.CoordinatorAfterSomeAcknowledgements, TransactionId))
+            actions = actions.OfType<SendDecision>().Take(1).Cast<CoordinatorAction>().ToList();
         foreach (var action in actions)
         {
             switch (action)
             {
-                case SendDecision send:
+                // One delivery loop per participant: a recovery tick must not start a second one.
+                case SendDecision send when _delivering.Add(send.Participant):
                     _ = DeliverDecision(send);
                     break;
                 case PersistCompletion:
@@ -202,33 +279,42 @@ public sealed class TransactionCoordinatorGrain : Grain, ITransactionCoordinator
 
     private async Task DeliverDecision(SendDecision send)
     {
-        while (true)
+        try
         {
-            if (send.Delay > TimeSpan.Zero) await Task.Delay(send.Delay, _time);
-            IReadOnlyList<CoordinatorAction> next;
-            try
+            while (true)
             {
-                var participant = ParticipantGrain(send.Participant);
-                _logger.LogDebug("{Decision} sent {TransactionId} to {Participant} (attempt {Attempt})", send.Decision, TransactionId, send.Participant, send.Attempt);
-                if (send.Decision == Decision.Commit) await participant.Commit(TransactionId);
-                else await participant.Rollback(TransactionId);
-                _logger.LogDebug("{Decision} acknowledged {TransactionId} by {Participant}", send.Decision, TransactionId, send.Participant);
-                next = _machine.OnDecisionAcknowledged(send.Participant, Now);
+                if (send.Delay > TimeSpan.Zero) await Task.Delay(send.Delay, _time);
+                IReadOnlyList<CoordinatorAction> next;
+                try
+                {
+                    var participant = ParticipantGrain(send.Participant);
+                    _logger.LogDebug("{Decision} sent {TransactionId} to {Participant} (attempt {Attempt})", send.Decision, TransactionId, send.Participant, send.Attempt);
+                    if (send.Decision == Decision.Commit) await participant.Commit(TransactionId, _machine.Record.PrepareDeadline);
+                    else await participant.Rollback(TransactionId);
+                    _logger.LogDebug("{Decision} acknowledged {TransactionId} by {Participant}", send.Decision, TransactionId, send.Participant);
+                    next = _machine.OnDecisionAcknowledged(send.Participant, Now);
+                    if (next.Count == 0) await _crashes.Check(CrashPoint.CoordinatorAfterSomeAcknowledgements, TransactionId);
+                }
+                catch (Exception ex)
+                {
+                    next = _machine.OnDecisionDeliveryFailed(send.Participant, send.Attempt);
+                    var retry = next.OfType<SendDecision>().FirstOrDefault();
+                    _logger.LogWarning("{Decision} delivery failed {TransactionId} to {Participant} (attempt {Attempt}), retry in {RetryDelay}: {Error}",
+                        send.Decision, TransactionId, send.Participant, send.Attempt, retry?.Delay, ex.GetBaseException().Message);
+                }
+                var again = next.OfType<SendDecision>().FirstOrDefault();
+                if (again is null)
+                {
+                    _delivering.Remove(send.Participant);
+                    Execute(next);
+                    return;
+                }
+                send = again;
             }
-            catch (Exception ex)
-            {
-                next = _machine.OnDecisionDeliveryFailed(send.Participant, send.Attempt);
-                var retry = next.OfType<SendDecision>().FirstOrDefault();
-                _logger.LogWarning("{Decision} delivery failed {TransactionId} to {Participant} (attempt {Attempt}), retry in {RetryDelay}: {Error}",
-                    send.Decision, TransactionId, send.Participant, send.Attempt, retry?.Delay, ex.GetBaseException().Message);
-            }
-            var again = next.OfType<SendDecision>().FirstOrDefault();
-            if (again is null)
-            {
-                Execute(next);
-                return;
-            }
-            send = again;
+        }
+        finally
+        {
+            _delivering.Remove(send.Participant);
         }
     }
 
@@ -248,11 +334,12 @@ public sealed class TransactionCoordinatorGrain : Grain, ITransactionCoordinator
         }
     }
 
-    private async Task ReloadAfterFailedDecisionWrite()
+    /// <summary>After a failed decision write the record's fate is unknown: read what is durable and go on from there.</summary>
+    private async Task Reload(string why)
     {
         await _state.ReadStateAsync();
         _machine = new CoordinatorMachine(TransactionId, _options, _state.RecordExists ? _state.State : null);
-        _logger.LogInformation("Recovery {TransactionId}: reloaded after a failed decision write, phase {Phase}", TransactionId, _machine.Phase);
+        _logger.LogInformation("Recovery {TransactionId}: reloaded ({Why}), phase {Phase}", TransactionId, why, _machine.Phase);
         Execute(_machine.Resume(Now));
     }
 
@@ -279,6 +366,14 @@ public sealed class TransactionCoordinatorGrain : Grain, ITransactionCoordinator
         if (missing.Count > 0) return $"unknown SKU {string.Join(", ", missing)}";
         return account.Result.Exists ? null : $"unknown account {plan.Order.AccountId}";
     }
+
+    private static OrderSummary Summary(OrderPlan plan) => new()
+    {
+        OrderId = plan.Order.OrderId,
+        AccountId = plan.Order.AccountId,
+        Amount = plan.TotalAmount,
+        Lines = plan.MergedLines.Select(l => new OrderSummaryLine { Sku = l.Sku, Quantity = l.Quantity }).ToList(),
+    };
 
     private static IReadOnlyList<ParticipantId> Participants(OrderPlan plan)
     {

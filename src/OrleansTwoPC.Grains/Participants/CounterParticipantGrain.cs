@@ -14,9 +14,10 @@ public abstract class CounterParticipantGrain : ParticipantGrain<EscrowCounter, 
         IPersistentState<ParticipantRecord<EscrowCounter, long>> state,
         IOptions<ProtocolOptions> options,
         FaultInjector faults,
+        CrashInjector crashes,
         TimeProvider time,
         ILogger logger)
-        : base(state, options, faults, time, logger)
+        : base(state, options, faults, crashes, time, logger)
     {
     }
 
@@ -28,18 +29,9 @@ public abstract class CounterParticipantGrain : ParticipantGrain<EscrowCounter, 
         if (value < reserved)
             throw new InvalidOperationException($"{ParticipantName}: cannot set {what} to {value}, {reserved} is reserved by open transactions");
         var counter = Machine.Record.Resource;
-        var (previousExists, previousValue) = (counter.Exists, counter.Committed);
-        counter.Exists = true;
-        counter.Committed = value;
-        try
-        {
-            await PersistAdmin($"{what} set to {value}");
-        }
-        catch
-        {
-            (counter.Exists, counter.Committed) = (previousExists, previousValue);
-            throw;
-        }
+        counter.SetByAdministrator(value);
+        // A failed write makes the grain reload its record, which undoes the change in memory.
+        await PersistAdmin($"{what} set to {value}");
     }
 
     protected async Task<CounterSnapshot> Snapshot()
@@ -48,17 +40,18 @@ public abstract class CounterParticipantGrain : ParticipantGrain<EscrowCounter, 
         var counter = Machine.Record.Resource;
         var reserved = Machine.ReservedWork.Sum();
         return new CounterSnapshot(Key, counter.Exists, counter.Committed, reserved, counter.Committed - reserved,
-            Machine.Record.Prepared.Count, counter.ConsumedTotal, LatePreparesRefused);
+            Machine.Record.Prepared.Count, counter.ConsumedTotal, LatePreparesRefused, counter.SuppliedTotal);
     }
 }
 
 public sealed class InventoryGrain(
-    [PersistentState("inventory-sku", StorageNames.Inventory)] IPersistentState<ParticipantRecord<EscrowCounter, long>> state,
+    [PersistentState(StateNames.Inventory, StorageNames.Inventory)] IPersistentState<ParticipantRecord<EscrowCounter, long>> state,
     IOptions<ProtocolOptions> options,
     FaultInjector faults,
+    CrashInjector crashes,
     TimeProvider time,
     ILogger<InventoryGrain> logger)
-    : CounterParticipantGrain(state, options, faults, time, logger), IInventoryGrain
+    : CounterParticipantGrain(state, options, faults, crashes, time, logger), IInventoryGrain
 {
     private static readonly EscrowRules StockRules = new("insufficient stock");
 
@@ -71,12 +64,13 @@ public sealed class InventoryGrain(
 }
 
 public sealed class PaymentAccountGrain(
-    [PersistentState("payment-account", StorageNames.Payments)] IPersistentState<ParticipantRecord<EscrowCounter, long>> state,
+    [PersistentState(StateNames.Payment, StorageNames.Payments)] IPersistentState<ParticipantRecord<EscrowCounter, long>> state,
     IOptions<ProtocolOptions> options,
     FaultInjector faults,
+    CrashInjector crashes,
     TimeProvider time,
     ILogger<PaymentAccountGrain> logger)
-    : CounterParticipantGrain(state, options, faults, time, logger), IPaymentAccountGrain
+    : CounterParticipantGrain(state, options, faults, crashes, time, logger), IPaymentAccountGrain
 {
     private static readonly EscrowRules FundsRules = new("insufficient funds");
 

@@ -16,6 +16,7 @@ public abstract class ParticipantGrain<TResource, TWork> : Grain where TResource
 {
     private readonly IPersistentState<ParticipantRecord<TResource, TWork>> _state;
     private readonly FaultInjector _faults;
+    private readonly CrashInjector _crashes;
     private readonly TimeProvider _time;
     private ParticipantMachine<TResource, TWork> _machine = null!;
     private bool _mustReload;
@@ -24,12 +25,14 @@ public abstract class ParticipantGrain<TResource, TWork> : Grain where TResource
         IPersistentState<ParticipantRecord<TResource, TWork>> state,
         IOptions<ProtocolOptions> options,
         FaultInjector faults,
+        CrashInjector crashes,
         TimeProvider time,
         ILogger logger)
     {
         _state = state;
         Options = options.Value;
         _faults = faults;
+        _crashes = crashes;
         _time = time;
         Logger = logger;
     }
@@ -71,6 +74,7 @@ public abstract class ParticipantGrain<TResource, TWork> : Grain where TResource
             }
         }
 
+        await _crashes.Check(CrashPoint.ParticipantBeforeVote, transactionId, ParticipantName);
         var result = _machine.Prepare(transactionId, coordinator: transactionId, work, deadline, Now);
         if (result.Case == PrepareCase.DeadlinePassed)
         {
@@ -78,22 +82,64 @@ public abstract class ParticipantGrain<TResource, TWork> : Grain where TResource
             Logger.LogWarning("Late prepare refused {TransactionId} at {Participant}: {Reason}", transactionId, ParticipantName, result.Reason);
         }
         if (result.MustPersist) await Persist(transactionId, "prepared");
+        await _crashes.Check(CrashPoint.ParticipantAfterPrepareDurable, transactionId, ParticipantName);
         Logger.LogDebug("Vote {Vote} for {TransactionId} from {Participant} ({Case}) {Reason}", result.Vote, transactionId, ParticipantName, result.Case, result.Reason);
         return new VoteReply(result.Vote == Vote.Yes, result.Reason);
     }
 
-    public async Task Commit(string transactionId)
+    public async Task Commit(string transactionId, DateTimeOffset? prepareDeadline = null)
     {
         await EnsureLoaded();
-        var result = _machine.Commit(transactionId, Now);
+        await _crashes.Check(CrashPoint.ParticipantAfterDecisionBeforeApply, transactionId, ParticipantName);
+        var result = _machine.Commit(transactionId, Now, prepareDeadline);
         await FinishDecision(transactionId, Decision.Commit, result);
     }
 
     public async Task Rollback(string transactionId)
     {
         await EnsureLoaded();
+        await _crashes.Check(CrashPoint.ParticipantAfterDecisionBeforeApply, transactionId, ParticipantName);
         var result = _machine.Rollback(transactionId, Now);
         await FinishDecision(transactionId, Decision.Abort, result);
+    }
+
+    /// <summary>
+    /// Participant recovery: for every transaction prepared here longer than <paramref name="olderThan"/>,
+    /// ask its coordinator how it ended (unknown means abort) and apply the answer. A prepared participant
+    /// never decides alone.
+    /// </summary>
+    public async Task<int> ResolveInDoubt(TimeSpan olderThan)
+    {
+        await EnsureLoaded();
+        var inDoubt = _machine.InDoubt(Now, olderThan);
+        if (inDoubt.Count == 0) return 0;
+        var asks = inDoubt.Select(async t =>
+        {
+            Logger.LogInformation("In doubt {TransactionId} at {Participant}: asking coordinator {Coordinator}", t.TransactionId, ParticipantName, t.Coordinator);
+            try
+            {
+                return (t.TransactionId, Reply: await GrainFactory.GetGrain<ITransactionCoordinatorGrain>(t.Coordinator).QueryOutcome(), Error: (Exception?)null);
+            }
+            catch (Exception ex)
+            {
+                return (t.TransactionId, Reply: (InquiryReply?)null, Error: ex);
+            }
+        }).ToList();
+        var settled = 0;
+        foreach (var (transactionId, reply, error) in await Task.WhenAll(asks))
+        {
+            if (reply is null || reply.Decision == InquiryReply.Pending)
+            {
+                Logger.LogWarning("In doubt {TransactionId} at {Participant}: still undecided ({Reason})", transactionId, ParticipantName, error?.GetBaseException().Message ?? "coordinator pending");
+                continue;
+            }
+            var decision = reply.Decision == InquiryReply.Commit ? Decision.Commit : Decision.Abort;
+            var result = _machine.Resolve(transactionId, decision, reply.PrepareDeadline, Now);
+            Logger.LogInformation("Recovered decision {Decision} for {TransactionId} at {Participant} ({Case})", decision, transactionId, ParticipantName, result.Case);
+            await FinishDecision(transactionId, decision, result);
+            settled++;
+        }
+        return settled;
     }
 
     public async Task<string> GetTransactionStatus(string transactionId)

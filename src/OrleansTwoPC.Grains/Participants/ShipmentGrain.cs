@@ -8,12 +8,13 @@ using OrleansTwoPC.Protocol.Resources;
 namespace OrleansTwoPC.Grains.Participants;
 
 public sealed class ShipmentGrain(
-    [PersistentState("shipment-order", StorageNames.Shipping)] IPersistentState<ParticipantRecord<ShipmentRecord, ShipmentDetails>> state,
+    [PersistentState(StateNames.Shipment, StorageNames.Shipping)] IPersistentState<ParticipantRecord<ShipmentRecord, ShipmentDetails>> state,
     IOptions<ProtocolOptions> options,
     FaultInjector faults,
+    CrashInjector crashes,
     TimeProvider time,
     ILogger<ShipmentGrain> logger)
-    : ParticipantGrain<ShipmentRecord, ShipmentDetails>(state, options, faults, time, logger), IShipmentGrain
+    : ParticipantGrain<ShipmentRecord, ShipmentDetails>(state, options, faults, crashes, time, logger), IShipmentGrain
 {
     private static readonly ShipmentRules ShipmentRules = new();
 

@@ -58,7 +58,7 @@ public sealed class CoordinatorMachine
     public CoordinatorPhase Phase { get; private set; }
 
     /// <summary>Start phase one: send every prepare in parallel with one shared deadline.</summary>
-    public IReadOnlyList<CoordinatorAction> Begin(string fingerprint, IReadOnlyList<ParticipantId> participants, DateTimeOffset now)
+    public IReadOnlyList<CoordinatorAction> Begin(string fingerprint, IReadOnlyList<ParticipantId> participants, DateTimeOffset now, OrderSummary? order = null)
     {
         if (Phase != CoordinatorPhase.Idle)
             throw new InvalidOperationException($"transaction {TransactionId} already begun (phase {Phase})");
@@ -71,11 +71,13 @@ public sealed class CoordinatorMachine
         {
             TransactionId = TransactionId,
             Fingerprint = fingerprint,
+            Order = order,
             StartedAt = now,
             Participants = participants.Select(p => new ParticipantEntry { Participant = p.ToString() }).ToList(),
         };
         Phase = CoordinatorPhase.Preparing;
         var deadline = now + _options.PrepareTimeout;
+        Record.PrepareDeadline = deadline;
         var actions = new List<CoordinatorAction>(participants.Count + 1);
         actions.AddRange(participants.Select(p => new SendPrepare(p, deadline)));
         actions.Add(new StartPrepareTimer(deadline));
@@ -121,7 +123,8 @@ public sealed class CoordinatorMachine
     {
         if (Phase != CoordinatorPhase.Deciding)
             throw new InvalidOperationException($"no decision write in flight (phase {Phase})");
-        Phase = CoordinatorPhase.Decided;
+        // A presumed-abort record is written already complete: there is nobody to tell.
+        Phase = Record.IsCompleted ? CoordinatorPhase.Completed : CoordinatorPhase.Decided;
         var actions = new List<CoordinatorAction>(Record.Participants.Count + 1);
         if (!Record.PresumedAbort) actions.Add(new ReplyToClient(Outcome()));
         actions.AddRange(DecisionsToSend());
@@ -193,13 +196,38 @@ public sealed class CoordinatorMachine
         switch (Phase)
         {
             case CoordinatorPhase.Idle:
-                Record = new CoordinatorRecord { TransactionId = TransactionId, StartedAt = now, PresumedAbort = true };
-                return new InquiryResult(Decision.None, Decide(Decision.Abort, "presumed abort: the coordinator has no record of this transaction", now));
+                return new InquiryResult(Decision.None, PresumeAbort("presumed abort: the coordinator has no record of this transaction", heuristic: false, now));
             case CoordinatorPhase.Decided or CoordinatorPhase.Completing or CoordinatorPhase.Completed:
                 return new InquiryResult(Record.Decision, Nothing);
             default:
                 return new InquiryResult(Decision.None, Nothing);
         }
+    }
+
+    /// <summary>
+    /// An operator forces ABORT. Allowed only while no decision is durable (and nothing is in flight in
+    /// this activation); a no-op for an aborted transaction; refused for a committed one.
+    /// </summary>
+    public IReadOnlyList<CoordinatorAction> HeuristicAbort(string reason, DateTimeOffset now)
+    {
+        switch (Phase)
+        {
+            case CoordinatorPhase.Idle:
+                return PresumeAbort($"heuristic abort by an operator: {reason}", heuristic: true, now);
+            case CoordinatorPhase.Decided or CoordinatorPhase.Completing or CoordinatorPhase.Completed when Record.Decision == Decision.Abort:
+                return Nothing;
+            case CoordinatorPhase.Decided or CoordinatorPhase.Completing or CoordinatorPhase.Completed:
+                throw new InvalidOperationException($"{TransactionId} is committed; a committed transaction cannot be aborted");
+            default:
+                throw new InvalidOperationException($"{TransactionId} is {Phase}; retry once its decision is known");
+        }
+    }
+
+    /// <summary>An abort record with no participants, complete at once: there is nobody this coordinator must tell.</summary>
+    private IReadOnlyList<CoordinatorAction> PresumeAbort(string reason, bool heuristic, DateTimeOffset now)
+    {
+        Record = new CoordinatorRecord { TransactionId = TransactionId, StartedAt = now, PresumedAbort = true, Heuristic = heuristic, CompletedAt = now };
+        return Decide(Decision.Abort, reason, now);
     }
 
     public TransactionOutcome Outcome() => new(

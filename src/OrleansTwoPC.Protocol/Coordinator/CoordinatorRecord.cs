@@ -14,12 +14,19 @@ public sealed class CoordinatorRecord
 
     public Decision Decision { get; set; }
 
+    /// <summary>What the transaction does (order, account, amount, lines): written with the decision at no
+    /// extra cost, so operators and the invariant checker can audit every service against it.</summary>
+    public OrderSummary? Order { get; set; }
+
     /// <summary>Why the transaction aborted (first no vote, failure or timeout); null when committed.</summary>
     public string? AbortReason { get; set; }
 
     public List<ParticipantEntry> Participants { get; set; } = new();
 
     public DateTimeOffset StartedAt { get; set; }
+
+    /// <summary>The deadline sent with every prepare; it names this attempt (see ParticipantMachine.Resolve).</summary>
+    public DateTimeOffset? PrepareDeadline { get; set; }
     public DateTimeOffset? DecidedAt { get; set; }
 
     /// <summary>Set once every participant acknowledged the decision: nothing is left to do.</summary>
@@ -28,6 +35,9 @@ public sealed class CoordinatorRecord
     /// <summary>True when the record was written only to answer an inquiry about an unknown transaction
     /// (presumed abort made durable so this id can never commit later).</summary>
     public bool PresumedAbort { get; set; }
+
+    /// <summary>True when an operator forced the abort (a heuristic decision).</summary>
+    public bool Heuristic { get; set; }
 
     public bool IsDecided => Decision != Decision.None;
     public bool IsCompleted => CompletedAt is not null;
@@ -56,4 +66,22 @@ public enum VoteSource
     Failed = 2,
     TimedOut = 3,
     NotAsked = 4,
+}
+
+/// <summary>The business content of a transaction, as recorded by its coordinator.</summary>
+public sealed class OrderSummary
+{
+    public string OrderId { get; set; } = "";
+    public string AccountId { get; set; } = "";
+
+    /// <summary>Money charged to the account, in minor units.</summary>
+    public long Amount { get; set; }
+
+    public List<OrderSummaryLine> Lines { get; set; } = new();
+}
+
+public sealed class OrderSummaryLine
+{
+    public string Sku { get; set; } = "";
+    public long Quantity { get; set; }
 }

@@ -14,6 +14,9 @@ public enum PrepareCase
     DeadlinePassed,
     /// <summary>The resource cannot take it (stock, funds, ...).</summary>
     Refused,
+    /// <summary>Another attempt of the same transaction (a different deadline, i.e. a duplicate coordinator
+    /// activation) is prepared or decided here: refuse, so one transaction is never applied twice.</summary>
+    OtherAttempt,
 }
 
 public sealed record PrepareResult(PrepareCase Case, Vote Vote, string? Reason)
@@ -35,11 +38,16 @@ public enum DecisionCase
     UnknownCommit,
     /// <summary>The opposite decision was already applied: a protocol violation, never acknowledged.</summary>
     Conflict,
+    /// <summary>Commit of another attempt than the one prepared here: acknowledged, nothing applied; the
+    /// prepared attempt is settled by asking the coordinator.</summary>
+    OtherAttempt,
+    /// <summary>Inquiry answer: the prepared attempt was not the decided one, its reservation is dropped.</summary>
+    DroppedStaleAttempt,
 }
 
 public sealed record DecisionResult(DecisionCase Case)
 {
-    public bool MustPersist => Case is DecisionCase.Applied or DecisionCase.Released or DecisionCase.RecordedUnknownRollback;
+    public bool MustPersist => Case is DecisionCase.Applied or DecisionCase.Released or DecisionCase.RecordedUnknownRollback or DecisionCase.DroppedStaleAttempt;
     public bool Acknowledge => Case != DecisionCase.Conflict;
 }
 
@@ -74,32 +82,37 @@ public sealed class ParticipantMachine<TResource, TWork> where TResource : new()
 
     public PrepareResult Prepare(string transactionId, string coordinator, TWork work, DateTimeOffset deadline, DateTimeOffset now)
     {
-        switch (StatusOf(transactionId))
+        if (Record.Prepared.TryGetValue(transactionId, out var prepared))
+            return prepared.Deadline == deadline
+                ? new PrepareResult(PrepareCase.AlreadyPrepared, Vote.Yes, null)
+                : new PrepareResult(PrepareCase.OtherAttempt, Vote.No, "another attempt of this transaction is prepared here");
+        if (Record.Decided.TryGetValue(transactionId, out var decided))
         {
-            case ParticipantTransactionStatus.Prepared:
-                return new PrepareResult(PrepareCase.AlreadyPrepared, Vote.Yes, null);
-            case ParticipantTransactionStatus.Committed:
-                return new PrepareResult(PrepareCase.AlreadyCommitted, Vote.Yes, null);
-            case ParticipantTransactionStatus.Aborted:
+            if (decided.Outcome == Decision.Abort)
                 return new PrepareResult(PrepareCase.AlreadyAborted, Vote.No, "transaction already rolled back here");
+            return decided.Deadline == deadline
+                ? new PrepareResult(PrepareCase.AlreadyCommitted, Vote.Yes, null)
+                : new PrepareResult(PrepareCase.OtherAttempt, Vote.No, "another attempt of this transaction already committed here");
         }
         if (now > deadline)
             return new PrepareResult(PrepareCase.DeadlinePassed, Vote.No, $"prepare arrived {(now - deadline).TotalMilliseconds:0} ms after its deadline");
         var refusal = _rules.CheckReserve(Record.Resource, ReservedWork, work);
         if (refusal is not null)
             return new PrepareResult(PrepareCase.Refused, Vote.No, refusal);
-        Record.Prepared[transactionId] = new PreparedTransaction<TWork> { Work = work, Coordinator = coordinator, PreparedAt = now };
+        Record.Prepared[transactionId] = new PreparedTransaction<TWork> { Work = work, Coordinator = coordinator, PreparedAt = now, Deadline = deadline };
         PruneDecided(now);
         return new PrepareResult(PrepareCase.Reserved, Vote.Yes, null);
     }
 
-    public DecisionResult Commit(string transactionId, DateTimeOffset now)
+    /// <param name="deadline">The deadline of the attempt that was decided; null accepts whichever is prepared.</param>
+    public DecisionResult Commit(string transactionId, DateTimeOffset now, DateTimeOffset? deadline = null)
     {
-        if (Record.Prepared.Remove(transactionId, out var prepared))
+        if (Record.Prepared.TryGetValue(transactionId, out var prepared))
         {
+            if (deadline is not null && deadline != prepared.Deadline) return new DecisionResult(DecisionCase.OtherAttempt);
+            Record.Prepared.Remove(transactionId);
             _rules.Apply(Record.Resource, prepared.Work, transactionId, now);
-            Record.Decided[transactionId] = new DecidedTransaction { Outcome = Decision.Commit, DecidedAt = now };
-            PruneDecided(now);
+            Remember(transactionId, Decision.Commit, prepared.Deadline, now);
             return new DecisionResult(DecisionCase.Applied);
         }
         return StatusOf(transactionId) switch
@@ -112,23 +125,37 @@ public sealed class ParticipantMachine<TResource, TWork> where TResource : new()
 
     public DecisionResult Rollback(string transactionId, DateTimeOffset now)
     {
-        var result = DecisionCase.RecordedUnknownRollback;
+        // Safe whatever attempt is prepared: a rollback is only ever sent after an abort decision is
+        // durable, and then no attempt of this transaction can commit.
         if (Record.Prepared.Remove(transactionId, out var prepared))
         {
             _rules.Release(Record.Resource, prepared.Work, transactionId, now);
-            result = DecisionCase.Released;
+            Remember(transactionId, Decision.Abort, prepared.Deadline, now);
+            return new DecisionResult(DecisionCase.Released);
         }
-        else
+        switch (StatusOf(transactionId))
         {
-            switch (StatusOf(transactionId))
-            {
-                case ParticipantTransactionStatus.Aborted: return new DecisionResult(DecisionCase.Repeated);
-                case ParticipantTransactionStatus.Committed: return new DecisionResult(DecisionCase.Conflict);
-            }
+            case ParticipantTransactionStatus.Aborted: return new DecisionResult(DecisionCase.Repeated);
+            case ParticipantTransactionStatus.Committed: return new DecisionResult(DecisionCase.Conflict);
         }
-        Record.Decided[transactionId] = new DecidedTransaction { Outcome = Decision.Abort, DecidedAt = now };
+        Remember(transactionId, Decision.Abort, null, now);
+        return new DecisionResult(DecisionCase.RecordedUnknownRollback);
+    }
+
+    /// <summary>
+    /// Applies the coordinator's answer to an in-doubt inquiry. Commit applies the reservation only when
+    /// the decided attempt is the prepared one; a reservation of any other attempt is dropped unapplied.
+    /// </summary>
+    public DecisionResult Resolve(string transactionId, Decision decision, DateTimeOffset? decidedDeadline, DateTimeOffset now)
+    {
+        if (decision == Decision.None) throw new ArgumentException("an inquiry answer must be a decision", nameof(decision));
+        if (decision == Decision.Abort) return Rollback(transactionId, now);
+        if (!Record.Prepared.TryGetValue(transactionId, out var prepared) || prepared.Deadline == decidedDeadline)
+            return Commit(transactionId, now);
+        Record.Prepared.Remove(transactionId);
+        _rules.Release(Record.Resource, prepared.Work, transactionId, now);
         PruneDecided(now);
-        return new DecisionResult(result);
+        return new DecisionResult(DecisionCase.DroppedStaleAttempt);
     }
 
     /// <summary>Prepared transactions that have waited longer than <paramref name="timeout"/> for their decision.</summary>
@@ -138,12 +165,22 @@ public sealed class ParticipantMachine<TResource, TWork> where TResource : new()
         .Select(p => (p.Key, p.Value.Coordinator))
         .ToList();
 
-    /// <summary>Forget decisions older than the retention; called on every write so the record stays small.</summary>
+    private void Remember(string transactionId, Decision outcome, DateTimeOffset? deadline, DateTimeOffset now)
+    {
+        var latest = deadline is { } d && d > now ? d : now;
+        Record.Decided[transactionId] = new DecidedTransaction { Outcome = outcome, DecidedAt = now, Deadline = deadline, KeepUntil = latest + _retention };
+        PruneDecided(now);
+    }
+
+    /// <summary>
+    /// Forget tombstones whose keep-until time has passed; called on every write so the record stays
+    /// small even on a hot SKU. Past it, the deadline check alone refuses a late prepare.
+    /// </summary>
     private void PruneDecided(DateTimeOffset now)
     {
         List<string>? expired = null;
         foreach (var (id, decided) in Record.Decided)
-            if (now - decided.DecidedAt > _retention) (expired ??= new()).Add(id);
+            if (now > decided.KeepUntil) (expired ??= new()).Add(id);
         if (expired is null) return;
         foreach (var id in expired) Record.Decided.Remove(id);
     }

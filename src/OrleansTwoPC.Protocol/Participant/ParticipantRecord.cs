@@ -20,12 +20,22 @@ public sealed class PreparedTransaction<TWork>
     public string Coordinator { get; set; } = "";
 
     public DateTimeOffset PreparedAt { get; set; }
+
+    /// <summary>The coordinator's prepare deadline. It also names the attempt: a commit or an inquiry
+    /// answer applies this reservation only when it names the same deadline.</summary>
+    public DateTimeOffset Deadline { get; set; }
 }
 
 public sealed class DecidedTransaction
 {
     public Decision Outcome { get; set; }
     public DateTimeOffset DecidedAt { get; set; }
+
+    /// <summary>Deadline of the attempt that was decided (null for a rollback of a never-prepared transaction).</summary>
+    public DateTimeOffset? Deadline { get; set; }
+
+    /// <summary>The tombstone is kept until then: past it, any prepare of this transaction is late anyway.</summary>
+    public DateTimeOffset KeepUntil { get; set; }
 }
 
 /// <summary>A participant's view of one transaction.</summary>

@@ -11,6 +11,18 @@ public sealed class EscrowCounter
 
     /// <summary>Total taken out by commits, for reconciliation (units sold, money charged).</summary>
     public long ConsumedTotal { get; set; }
+
+    /// <summary>Total put in by administrators (seeding and later adjustments). Conservation:
+    /// Committed + ConsumedTotal == SuppliedTotal, checked by the invariant checker.</summary>
+    public long SuppliedTotal { get; set; }
+
+    /// <summary>Admin: set the committed value (stock count, balance), accounting the change as supply.</summary>
+    public void SetByAdministrator(long value)
+    {
+        SuppliedTotal = checked(SuppliedTotal + (value - Committed));
+        Committed = value;
+        Exists = true;
+    }
 }
 
 /// <summary>

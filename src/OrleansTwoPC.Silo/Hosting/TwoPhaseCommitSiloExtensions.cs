@@ -4,7 +4,10 @@ using Microsoft.Extensions.DependencyInjection.Extensions;
 using OrleansTwoPC.Grains;
 using OrleansTwoPC.Grains.Faults;
 using OrleansTwoPC.Protocol;
+using Orleans.Configuration;
+using OrleansTwoPC.Grains.Recovery;
 using OrleansTwoPC.Storage;
+using OrleansTwoPC.Storage.Records;
 
 namespace OrleansTwoPC.Silo.Hosting;
 
@@ -13,6 +16,7 @@ public static class TwoPhaseCommitSiloExtensions
 {
     public const string AdoNetInvariant = "Npgsql";
     public const string ProtocolSection = "TwoPC:Protocol";
+    public const string RecoverySection = "TwoPC:Recovery";
 
     /// <summary>
     /// Registers one grain storage provider per service, each on its own database, reminders on the
@@ -34,8 +38,28 @@ public static class TwoPhaseCommitSiloExtensions
             .Bind(configuration.GetSection(ProtocolSection))
             .Validate(o => { o.Validate(); return true; })
             .ValidateOnStart();
+        silo.Services.AddOptions<RecoveryOptions>()
+            .Bind(configuration.GetSection(RecoverySection))
+            .Validate(o => { o.Validate(); return true; })
+            .ValidateOnStart();
+        // Orleans refuses reminder periods under a minute by default; the sweep may be configured faster.
+        var sweep = configuration.GetSection(RecoverySection).Get<RecoveryOptions>()?.SweepInterval ?? new RecoveryOptions().SweepInterval;
+        silo.Services.Configure<ReminderOptions>(o =>
+        {
+            if (sweep < o.MinimumReminderPeriod) o.MinimumReminderPeriod = sweep;
+        });
+        // Membership, messaging and collection can be tuned from configuration (tests detect dead silos fast).
+        silo.Services.Configure<ClusterMembershipOptions>(configuration.GetSection("Orleans:Membership"));
+        silo.Services.Configure<SiloMessagingOptions>(configuration.GetSection("Orleans:Messaging"));
+
         silo.Services.TryAddSingleton(TimeProvider.System);
         silo.Services.AddSingleton<FaultInjector>();
+        silo.Services.AddSingleton<CrashInjector>();
+        silo.Services.AddSingleton(databases);
+        silo.Services.AddSingleton(sp => new StoredStateReader(databases));
+        silo.Services.AddSingleton<IRecoveryCatalog, PostgresRecoveryCatalog>();
+        silo.Services.AddSingleton<RecoverySweeper>();
+        silo.AddStartupTask<RecoveryAgentStartup>();
         return silo;
     }
 
@@ -46,4 +70,10 @@ public static class TwoPhaseCommitSiloExtensions
             o.ConnectionString = connectionString;
             o.GrainStorageSerializer = new CompactJsonGrainStorageSerializer();
         });
+}
+
+/// <summary>Makes sure the cluster's recovery reminder exists as soon as a silo is up.</summary>
+internal sealed class RecoveryAgentStartup(IGrainFactory grains) : IStartupTask
+{
+    public Task Execute(CancellationToken cancellationToken) => grains.GetGrain<IRecoveryAgentGrain>(0).EnsureScheduled();
 }

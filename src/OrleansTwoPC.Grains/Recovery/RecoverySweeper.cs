@@ -1,0 +1,69 @@
+using Microsoft.Extensions.Logging;
+using OrleansTwoPC.Protocol;
+
+namespace OrleansTwoPC.Grains.Recovery;
+
+/// <summary>
+/// Drives unfinished transactions to their end: resumes coordinators whose decision is durable but not
+/// acknowledged by everyone, and makes participants that hold prepared transactions ask their
+/// coordinators (which answer abort when they have no record: presumed abort).
+/// </summary>
+public sealed class RecoverySweeper(IGrainFactory grains, IRecoveryCatalog catalog, ILogger<RecoverySweeper> logger)
+{
+    public async Task<RecoveryReport> SweepAsync(TimeSpan coordinatorAge, TimeSpan participantAge, string? onlyTransaction = null)
+    {
+        var errors = new List<string>();
+        var coordinators = onlyTransaction is null
+            ? await catalog.UnfinishedCoordinatorsAsync(coordinatorAge)
+            : new[] { onlyTransaction };
+        var resumed = 0;
+        foreach (var batch in coordinators.Chunk(32))
+        {
+            await Task.WhenAll(batch.Select(async tx =>
+            {
+                try
+                {
+                    var report = await grains.GetGrain<ITransactionCoordinatorGrain>(tx).Recover();
+                    if (report.Phase != "Idle") Interlocked.Increment(ref resumed);
+                }
+                catch (Exception ex)
+                {
+                    lock (errors) errors.Add($"{tx}: {ex.GetBaseException().Message}");
+                }
+            }));
+        }
+
+        var prepared = await catalog.PreparedParticipantsAsync(participantAge, onlyTransaction);
+        var participants = prepared.Select(p => p.Participant).Distinct().ToList();
+        var resolved = 0;
+        foreach (var batch in participants.Chunk(32))
+        {
+            await Task.WhenAll(batch.Select(async p =>
+            {
+                try
+                {
+                    var settled = await Participant(p).ResolveInDoubt(participantAge);
+                    Interlocked.Add(ref resolved, settled);
+                }
+                catch (Exception ex)
+                {
+                    lock (errors) errors.Add($"{p}: {ex.GetBaseException().Message}");
+                }
+            }));
+        }
+
+        if (coordinators.Count + participants.Count > 0 || errors.Count > 0)
+            logger.LogInformation("Recovery sweep: {Coordinators} coordinators resumed, {Participants} participants asked, {Resolved} in-doubt transactions settled, {Errors} errors",
+                resumed, participants.Count, resolved, errors.Count);
+        foreach (var error in errors) logger.LogWarning("Recovery sweep error: {Error}", error);
+        return new RecoveryReport(resumed, participants.Count, resolved, errors);
+    }
+
+    private ITransactionParticipantGrain Participant(ParticipantId participant) => participant.Kind switch
+    {
+        ParticipantKind.Inventory => grains.GetGrain<IInventoryGrain>(participant.Key),
+        ParticipantKind.Payment => grains.GetGrain<IPaymentAccountGrain>(participant.Key),
+        ParticipantKind.Shipment => grains.GetGrain<IShipmentGrain>(participant.Key),
+        _ => throw new ArgumentOutOfRangeException(nameof(participant), participant.Kind, "unknown participant kind"),
+    };
+}

@@ -1,0 +1,65 @@
+using System.Text.Json;
+using Npgsql;
+using OrleansTwoPC.Protocol;
+using OrleansTwoPC.Protocol.Coordinator;
+using OrleansTwoPC.Protocol.Participant;
+using OrleansTwoPC.Protocol.Resources;
+
+namespace OrleansTwoPC.Storage.Records;
+
+/// <summary>One grain's durable state as read from its service database.</summary>
+public sealed record StoredState<T>(string Key, T State, int Version, DateTimeOffset ModifiedOn);
+
+/// <summary>
+/// Reads grain state straight from the service databases, bypassing Orleans: for recovery sweeps,
+/// operators and the invariant checker. Read-only.
+/// </summary>
+public sealed class StoredStateReader(ServiceDatabases databases)
+{
+    // Byte patterns of the JSON the silo writes; the partial indexes in sql/040 use the same ones.
+    private const string HasPreparedFilter = "position('\"Prepared\":{\"'::bytea IN payloadbinary) > 0";
+    private const string NotCompletedFilter = "position('\"CompletedAt\":null'::bytea IN payloadbinary) > 0";
+
+    public ServiceDatabases Databases => databases;
+
+    public Task<IReadOnlyList<StoredState<CoordinatorRecord>>> CoordinatorsAsync(bool unfinishedOnly, CancellationToken cancellationToken = default) =>
+        ReadAsync<CoordinatorRecord>(databases.Coordinator, StateNames.Coordinator, unfinishedOnly ? NotCompletedFilter : null, null, cancellationToken);
+
+    public Task<IReadOnlyList<StoredState<CoordinatorRecord>>> CoordinatorAsync(string transactionId, CancellationToken cancellationToken = default) =>
+        ReadAsync<CoordinatorRecord>(databases.Coordinator, StateNames.Coordinator, null, transactionId, cancellationToken);
+
+    public Task<IReadOnlyList<StoredState<ParticipantRecord<EscrowCounter, long>>>> InventoryAsync(bool withPreparedOnly, string? key = null, CancellationToken cancellationToken = default) =>
+        ReadAsync<ParticipantRecord<EscrowCounter, long>>(databases.Inventory, StateNames.Inventory, withPreparedOnly ? HasPreparedFilter : null, key, cancellationToken);
+
+    public Task<IReadOnlyList<StoredState<ParticipantRecord<EscrowCounter, long>>>> PaymentsAsync(bool withPreparedOnly, string? key = null, CancellationToken cancellationToken = default) =>
+        ReadAsync<ParticipantRecord<EscrowCounter, long>>(databases.Payments, StateNames.Payment, withPreparedOnly ? HasPreparedFilter : null, key, cancellationToken);
+
+    public Task<IReadOnlyList<StoredState<ParticipantRecord<ShipmentRecord, ShipmentDetails>>>> ShipmentsAsync(bool withPreparedOnly, string? key = null, CancellationToken cancellationToken = default) =>
+        ReadAsync<ParticipantRecord<ShipmentRecord, ShipmentDetails>>(databases.Shipping, StateNames.Shipment, withPreparedOnly ? HasPreparedFilter : null, key, cancellationToken);
+
+    private static async Task<IReadOnlyList<StoredState<T>>> ReadAsync<T>(string connectionString, string stateName, string? filter, string? key, CancellationToken cancellationToken)
+    {
+        var sql = "SELECT grainidextensionstring, grainidn1, payloadbinary, version, modifiedon FROM orleansstorage " +
+                  "WHERE graintypestring = @state AND payloadbinary IS NOT NULL" +
+                  (filter is null ? "" : " AND " + filter) +
+                  (key is null ? "" : " AND grainidextensionstring = @key");
+        await using var connection = new NpgsqlConnection(connectionString);
+        await connection.OpenAsync(cancellationToken);
+        await using var command = new NpgsqlCommand(sql, connection);
+        command.Parameters.AddWithValue("state", stateName);
+        if (key is not null) command.Parameters.AddWithValue("key", key);
+        var result = new List<StoredState<T>>();
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            // Orleans stores an all-digit string key as an integer in N1 and leaves the extension empty.
+            var extension = reader.GetString(0);
+            var grainKey = extension.Length > 0 ? extension : reader.GetInt64(1).ToString(System.Globalization.CultureInfo.InvariantCulture);
+            var payload = (byte[])reader.GetValue(2);
+            var state = JsonSerializer.Deserialize<T>(payload, StateJson.Options)
+                        ?? throw new InvalidDataException($"{stateName} {grainKey}: empty state payload");
+            result.Add(new StoredState<T>(grainKey, state, reader.GetInt32(3), reader.GetFieldValue<DateTimeOffset>(4)));
+        }
+        return result;
+    }
+}
