@@ -38,6 +38,9 @@ public sealed class CrashInjector(ILogger<CrashInjector> logger)
     /// <param name="where">The participant ("inventory/SKU-1") for participant points; ignored for coordinator points.</param>
     public void Arm(CrashPoint point, string transactionId, string where = "") => _armed[(point, transactionId, Normalize(point, where))] = true;
 
+    /// <summary>Disarms every point (tests call it once a crash fired, so survivors don't freeze too).</summary>
+    public void DisarmAll() => _armed.Clear();
+
     public bool IsArmed(CrashPoint point, string transactionId, string where = "") =>
         !_armed.IsEmpty && _armed.ContainsKey((point, transactionId, Normalize(point, where)));
 

@@ -16,15 +16,35 @@ public abstract class ClusterTestBase(TwoPcClusterFixture fixture)
     protected async Task<string> NewSku(long stock)
     {
         var sku = Unique("SKU");
-        await Grains.GetGrain<IInventoryGrain>(sku).SetStock(stock);
+        await Retrying(() => Grains.GetGrain<IInventoryGrain>(sku).SetStock(stock));
         return sku;
     }
 
     protected async Task<string> NewAccount(long balance)
     {
         var account = Unique("acct");
-        await Grains.GetGrain<IPaymentAccountGrain>(account).SetBalance(balance);
+        await Retrying(() => Grains.GetGrain<IPaymentAccountGrain>(account).SetBalance(balance));
         return account;
+    }
+
+    /// <summary>
+    /// After a silo was killed the test client may still pick its gateway until it learns the silo is
+    /// gone: retry calls that failed to connect (these idempotent setup calls are safe to repeat).
+    /// </summary>
+    protected static async Task Retrying(Func<Task> call)
+    {
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                await call();
+                return;
+            }
+            catch (Exception ex) when (attempt < 20 && ex is Orleans.Runtime.Messaging.ConnectionFailedException or SiloUnavailableException or TimeoutException)
+            {
+                await Task.Delay(500);
+            }
+        }
     }
 
     protected static OrderRequest Order(string account, params (string Sku, int Quantity, long Price)[] lines) =>

@@ -13,8 +13,14 @@ namespace OrleansTwoPC.Cluster.Tests.Infrastructure;
 /// </summary>
 public class TwoPcClusterFixture : IAsyncLifetime
 {
-    public const int SiloCount = 2;
     public static readonly TimeSpan PrepareTimeout = TimeSpan.FromSeconds(2);
+
+    protected virtual int SiloCount => 2;
+
+    /// <summary>Real ADO.NET membership on PostgreSQL instead of the test cluster's own, so any silo may die.</summary>
+    protected virtual bool UseAdoNetMembership => false;
+
+    protected virtual string Name => "cluster";
 
     public TestCluster Cluster { get; private set; } = null!;
     public ServiceDatabases Databases { get; private set; } = null!;
@@ -22,13 +28,30 @@ public class TwoPcClusterFixture : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
-        Databases = await SharedPostgres.FreshDatabasesAsync("cluster");
-        var builder = new TestClusterBuilder(SiloCount);
+        Databases = await SharedPostgres.FreshDatabasesAsync(Name);
+        var builder = new TestClusterBuilder((short)SiloCount);
         foreach (var (name, connectionString) in Databases.All)
             builder.Properties[$"ConnectionStrings:{name}"] = connectionString;
         builder.Properties["TwoPC:Protocol:PrepareTimeout"] = PrepareTimeout.ToString();
         builder.Properties["TwoPC:Protocol:RetryBaseDelay"] = "00:00:00.050";
         builder.Properties["TwoPC:Protocol:RetryMaxDelay"] = "00:00:01";
+        builder.Properties["TwoPC:Recovery:SweepInterval"] = "00:00:02";
+        builder.Properties["TwoPC:Recovery:CoordinatorGrace"] = "00:00:02";
+        builder.Properties["TwoPC:Protocol:InDoubtTimeout"] = "00:00:04";
+        if (UseAdoNetMembership)
+        {
+            builder.Options.UseTestClusterMembership = false;
+            builder.Properties["TwoPC:AdoNetMembership"] = "true";
+            // Detect a dead silo in a few seconds, as Orleans' own tests do.
+            builder.Properties["Orleans:Membership:ProbeTimeout"] = "00:00:01";
+            builder.Properties["Orleans:Membership:NumMissedProbesLimit"] = "1";
+            builder.Properties["Orleans:Membership:NumVotesForDeathDeclaration"] = "1";
+            builder.Properties["Orleans:Membership:TableRefreshTimeout"] = "00:00:02";
+            builder.Properties["Orleans:Membership:DeathVoteExpirationTimeout"] = "00:00:10";
+            builder.Properties["Orleans:Membership:IAmAliveTablePublishTimeout"] = "00:00:05";
+            builder.Properties["Orleans:Messaging:ResponseTimeout"] = "00:00:10";
+            builder.AddClientBuilderConfigurator<ClientConfigurator>();
+        }
         builder.AddSiloBuilderConfigurator<SiloConfigurator>();
         Cluster = builder.Build();
         await Cluster.DeployAsync();
@@ -50,6 +73,10 @@ public class TwoPcClusterFixture : IAsyncLifetime
         .OfType<InProcessSiloHandle>()
         .Select(s => s.SiloHost.Services.GetRequiredService<FaultInjector>());
 
+    public IEnumerable<(SiloHandle Silo, CrashInjector Crashes)> CrashInjectors() => Cluster.Silos
+        .OfType<InProcessSiloHandle>()
+        .Select(s => ((SiloHandle)s, s.SiloHost.Services.GetRequiredService<CrashInjector>()));
+
     private sealed class SiloConfigurator : ISiloConfigurator
     {
         public void Configure(ISiloBuilder siloBuilder)
@@ -60,8 +87,27 @@ public class TwoPcClusterFixture : IAsyncLifetime
                 configuration.GetConnectionString("Payments")!,
                 configuration.GetConnectionString("Shipping")!,
                 configuration.GetConnectionString("Coordinator")!);
+            if (configuration["TwoPC:AdoNetMembership"] == "true")
+                siloBuilder.UseAdoNetClustering(o =>
+                {
+                    o.Invariant = TwoPhaseCommitSiloExtensions.AdoNetInvariant;
+                    o.ConnectionString = databases.Coordinator;
+                });
             siloBuilder.AddTwoPhaseCommit(databases, configuration);
         }
+    }
+
+    private sealed class ClientConfigurator : IClientBuilderConfigurator
+    {
+        public void Configure(IConfiguration configuration, IClientBuilder clientBuilder) =>
+            clientBuilder
+                .UseAdoNetClustering(o =>
+                {
+                    o.Invariant = TwoPhaseCommitSiloExtensions.AdoNetInvariant;
+                    o.ConnectionString = configuration.GetConnectionString("Coordinator");
+                })
+                // Learn quickly that a killed silo's gateway is gone.
+                .Configure<Orleans.Configuration.GatewayOptions>(o => o.GatewayListRefreshPeriod = TimeSpan.FromSeconds(1));
     }
 }
 
