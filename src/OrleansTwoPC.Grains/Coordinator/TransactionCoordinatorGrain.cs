@@ -69,7 +69,18 @@ public sealed class TransactionCoordinatorGrain : Grain, ITransactionCoordinator
         if (_machine.Phase == CoordinatorPhase.InDoubt) await Reload("resubmission after a failed decision write");
         if (_machine.Phase != CoordinatorPhase.Idle) return Resubmitted(plan);
 
-        var unknown = await FindUnknownResources(plan);
+        string? unknown;
+        try
+        {
+            unknown = await FindUnknownResources(plan);
+        }
+        catch (Exception ex)
+        {
+            // A participant could not even be read (its silo or database is down): fail fast, nothing started.
+            _logger.LogWarning("Order not started {TransactionId}: a service is unavailable: {Error}", TransactionId, ex.GetBaseException().Message);
+            return new OrderOutcome(order.OrderId, TransactionId, OrderStatus.Unavailable,
+                $"a service is unavailable, nothing was started: {ex.GetBaseException().Message}", Array.Empty<ParticipantVote>(), plan.TotalAmount);
+        }
         if (unknown is not null)
         {
             _logger.LogWarning("Order rejected {TransactionId}: {Reason}", TransactionId, unknown);

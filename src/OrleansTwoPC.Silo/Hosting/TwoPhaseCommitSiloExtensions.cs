@@ -5,6 +5,7 @@ using OrleansTwoPC.Grains;
 using OrleansTwoPC.Grains.Faults;
 using OrleansTwoPC.Protocol;
 using Orleans.Configuration;
+using Orleans.Storage;
 using OrleansTwoPC.Grains.Recovery;
 using OrleansTwoPC.Storage;
 using OrleansTwoPC.Storage.Records;
@@ -63,13 +64,17 @@ public static class TwoPhaseCommitSiloExtensions
         return silo;
     }
 
-    private static void AddStorage(ISiloBuilder silo, string name, string connectionString) =>
+    private static void AddStorage(ISiloBuilder silo, string name, string connectionString)
+    {
         silo.AddAdoNetGrainStorage(name, o =>
         {
             o.Invariant = AdoNetInvariant;
             o.ConnectionString = connectionString;
             o.GrainStorageSerializer = new CompactJsonGrainStorageSerializer();
         });
+        // The last keyed registration wins: the same ADO.NET provider, wrapped so callers get clear errors.
+        silo.Services.AddKeyedSingleton<IGrainStorage>(name, (sp, _) => new ClearErrorGrainStorage(name, AdoNetGrainStorageFactory.Create(sp, name)));
+    }
 }
 
 /// <summary>Makes sure the cluster's recovery reminder exists as soon as a silo is up.</summary>

@@ -28,7 +28,7 @@ public class TwoPcClusterFixture : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
-        Databases = await SharedPostgres.FreshDatabasesAsync(Name);
+        Databases = await ProvisionDatabasesAsync();
         var builder = new TestClusterBuilder((short)SiloCount);
         foreach (var (name, connectionString) in Databases.All)
             builder.Properties[$"ConnectionStrings:{name}"] = connectionString;
@@ -57,7 +57,10 @@ public class TwoPcClusterFixture : IAsyncLifetime
         await Cluster.DeployAsync();
     }
 
-    public async Task DisposeAsync()
+    /// <summary>Fresh service databases; by default on the run's shared server.</summary>
+    protected virtual Task<ServiceDatabases> ProvisionDatabasesAsync() => SharedPostgres.FreshDatabasesAsync(Name);
+
+    public virtual async Task DisposeAsync()
     {
         await Cluster.StopAllSilosAsync();
         await Cluster.DisposeAsync();
