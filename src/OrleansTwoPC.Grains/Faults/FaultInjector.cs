@@ -10,6 +10,9 @@ public enum ParticipantFault
     Throw = 2,
     /// <summary>Block the participant for a while before it handles the prepare (a slow service).</summary>
     Hang = 3,
+    /// <summary>Commit and rollback fail as if the participant were cut off from the coordinator (a
+    /// partition) until the rule is removed.</summary>
+    Unreachable = 4,
 }
 
 public sealed record FaultRule(ParticipantFault Fault, TimeSpan HangFor);
@@ -35,6 +38,8 @@ public sealed class FaultInjector
     }
 
     public void Clear() => _rules.Clear();
+
+    public void Remove(string participant, string transactionId) => _rules.TryRemove((participant, transactionId), out _);
 
     public FaultRule? For(string participant, string transactionId)
     {

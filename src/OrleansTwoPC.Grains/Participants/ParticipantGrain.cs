@@ -59,7 +59,7 @@ public abstract class ParticipantGrain<TResource, TWork> : Grain where TResource
     {
         await EnsureLoaded();
         Logger.LogDebug("Prepare received {TransactionId} at {Participant}, deadline {Deadline:O}", transactionId, ParticipantName, deadline);
-        if (_faults.For(ParticipantName, transactionId) is { } fault)
+        if (_faults.For(ParticipantName, transactionId) is { Fault: not ParticipantFault.Unreachable } fault)
         {
             Logger.LogWarning("Injected fault {Fault} for {TransactionId} at {Participant}", fault.Fault, transactionId, ParticipantName);
             switch (fault.Fault)
@@ -90,6 +90,7 @@ public abstract class ParticipantGrain<TResource, TWork> : Grain where TResource
     public async Task Commit(string transactionId, DateTimeOffset? prepareDeadline = null)
     {
         await EnsureLoaded();
+        ThrowIfCutOff(transactionId);
         await _crashes.Check(CrashPoint.ParticipantAfterDecisionBeforeApply, transactionId, ParticipantName);
         var result = _machine.Commit(transactionId, Now, prepareDeadline);
         await FinishDecision(transactionId, Decision.Commit, result);
@@ -98,6 +99,7 @@ public abstract class ParticipantGrain<TResource, TWork> : Grain where TResource
     public async Task Rollback(string transactionId)
     {
         await EnsureLoaded();
+        ThrowIfCutOff(transactionId);
         await _crashes.Check(CrashPoint.ParticipantAfterDecisionBeforeApply, transactionId, ParticipantName);
         var result = _machine.Rollback(transactionId, Now);
         await FinishDecision(transactionId, Decision.Abort, result);
@@ -146,6 +148,13 @@ public abstract class ParticipantGrain<TResource, TWork> : Grain where TResource
     {
         await EnsureLoaded();
         return _machine.StatusOf(transactionId).ToString();
+    }
+
+    /// <summary>Fault seam for partitions: the decision does not get through while the rule holds.</summary>
+    private void ThrowIfCutOff(string transactionId)
+    {
+        if (_faults.For(ParticipantName, transactionId) is { Fault: ParticipantFault.Unreachable })
+            throw new InjectedFaultException($"injected fault: {ParticipantName} unreachable for {transactionId}");
     }
 
     private async Task FinishDecision(string transactionId, Decision decision, DecisionResult result)

@@ -72,6 +72,11 @@ public class TwoPcClusterFixture : IAsyncLifetime
         foreach (var injector in FaultInjectors()) injector.Inject(participant, transactionId, fault, hangFor);
     }
 
+    public void RemoveFault(string participant, string transactionId)
+    {
+        foreach (var injector in FaultInjectors()) injector.Remove(participant, transactionId);
+    }
+
     public IEnumerable<FaultInjector> FaultInjectors() => Cluster.Silos
         .OfType<InProcessSiloHandle>()
         .Select(s => s.SiloHost.Services.GetRequiredService<FaultInjector>());
