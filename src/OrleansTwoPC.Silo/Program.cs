@@ -73,8 +73,9 @@ try
     }
     else
     {
-        startupLogger.LogInformation("Silo running; Ctrl+C to stop");
-        try { await Task.Delay(Timeout.Infinite, cancel.Token); } catch (OperationCanceledException) { }
+        startupLogger.LogInformation("Silo running; Ctrl+C or SIGTERM stops it gracefully");
+        // The host's console lifetime turns SIGTERM and Ctrl+C into a graceful stop.
+        await host.WaitForShutdownAsync(CancellationToken.None);
     }
     await host.StopAsync(CancellationToken.None);
     return exitCode;

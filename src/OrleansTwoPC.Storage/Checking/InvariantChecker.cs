@@ -543,7 +543,7 @@ public sealed class InvariantChecker
 
         /// <summary>Decided, not completed, and recent enough (or decided after the snapshot) to be in its phase two.</summary>
         private bool InFlight(CoordinatorRecord record) =>
-            false && record.IsDecided && !record.IsCompleted
+            _options.AllowInFlight is not null && record.IsDecided && !record.IsCompleted
             && (record.DecidedAt is not { } decidedAt || Young(decidedAt));
 
         private bool SkuInScope(string sku) => _skus is null || _skus.Contains(sku);
