@@ -73,7 +73,9 @@ try
     }
     else
     {
-        startupLogger.LogInformation("Silo running; Ctrl+C or SIGTERM stops it gracefully");
+        if (postgres.Source == PostgresSource.Embedded)
+            Console.WriteLine($"Embedded PostgreSQL: tpc --ConnectionStrings:PostgresServer=\"{postgres.ServerConnectionString}\" ...");
+        Console.WriteLine("Silo running; Ctrl+C or SIGTERM stops it gracefully");
         // The host's console lifetime turns SIGTERM and Ctrl+C into a graceful stop.
         await host.WaitForShutdownAsync(CancellationToken.None);
     }

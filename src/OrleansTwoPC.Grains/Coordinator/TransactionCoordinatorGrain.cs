@@ -20,6 +20,12 @@ public sealed class TransactionCoordinatorGrain : Grain, ITransactionCoordinator
     private readonly CrashInjector _crashes;
     private readonly ILogger<TransactionCoordinatorGrain> _logger;
     private readonly HashSet<ParticipantId> _delivering = new();
+    // Phase-two loops belong to this activation: they stop when it is deactivated (the sweep takes over).
+    private readonly CancellationTokenSource _lifetime = new();
+
+    /// <summary>After this many failed sends in one activation, delivery is left to the recovery sweep,
+    /// which resumes it from the durable record (so a dead or invalid activation cannot retry forever).</summary>
+    private const int MaxDeliveryAttemptsPerActivation = 30;
     private CoordinatorMachine _machine = null!;
     private OrderPlan? _plan;
 
@@ -48,6 +54,12 @@ public sealed class TransactionCoordinatorGrain : Grain, ITransactionCoordinator
             _logger.LogInformation("Recovery {TransactionId}: activated with durable decision {Decision}, resuming phase two", TransactionId, _machine.Record.Decision);
             Execute(_machine.Resume(Now));
         }
+        return Task.CompletedTask;
+    }
+
+    public override Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
+    {
+        _lifetime.Cancel();
         return Task.CompletedTask;
     }
 
@@ -294,7 +306,17 @@ public sealed class TransactionCoordinatorGrain : Grain, ITransactionCoordinator
         {
             while (true)
             {
-                if (send.Delay > TimeSpan.Zero) await Task.Delay(send.Delay, _time);
+                if (send.Attempt > MaxDeliveryAttemptsPerActivation || _lifetime.IsCancellationRequested)
+                {
+                    _logger.LogWarning("{Decision} delivery to {Participant} for {TransactionId} left to the recovery sweep after {Attempt} attempts",
+                        send.Decision, send.Participant, TransactionId, send.Attempt - 1);
+                    return;
+                }
+                if (send.Delay > TimeSpan.Zero)
+                {
+                    try { await Task.Delay(send.Delay, _time, _lifetime.Token); }
+                    catch (OperationCanceledException) { return; }
+                }
                 IReadOnlyList<CoordinatorAction> next;
                 try
                 {
