@@ -816,4 +816,218 @@ public sealed class CoordinatorMachineTests
             copy.Participants.Select(p => (p.Participant, p.Vote, p.Source, p.Reason, p.Acknowledged)));
         Assert.Equal(Three, copy.Participants.Select(p => p.Id));
     }
+
+    // ---------------------------------------------------------------- attempts: the prepare deadline
+
+    [Fact]
+    public void Begin_RecordsThePrepareDeadline_ThatEveryPrepareCarries()
+    {
+        var options = Options();
+        options.PrepareTimeout = TimeSpan.FromSeconds(3);
+        var machine = new CoordinatorMachine(Tx, options, null);
+        Assert.Null(machine.Record.PrepareDeadline);
+        var begun = T0.AddMinutes(7);
+
+        var actions = machine.Begin("fp-1", Three, begun);
+
+        Assert.Equal(begun + TimeSpan.FromSeconds(3), machine.Record.PrepareDeadline);
+        Assert.All(actions.OfType<SendPrepare>(), p => Assert.Equal(machine.Record.PrepareDeadline, p.Deadline));
+        Assert.Equal(machine.Record.PrepareDeadline, actions.OfType<StartPrepareTimer>().Single().Deadline);
+    }
+
+    [Fact]
+    public void PrepareDeadline_IsWrittenWithTheDecision_AndSurvivesARestart()
+    {
+        var machine = Begun();
+        foreach (var p in Three) machine.OnVote(p, Vote.Yes, null, T0);
+        var written = Durable(machine.Record);
+        Assert.Equal(Deadline, written.PrepareDeadline);
+
+        var recovered = new CoordinatorMachine(Tx, Options(), written);
+        Assert.Equal(Deadline, recovered.Record.PrepareDeadline);
+        Assert.Equal(Decision.Commit, recovered.OnInquiry(T0.AddMinutes(1)).Decision);
+    }
+
+    [Fact]
+    public void PresumedAbort_NamesNoAttempt()
+    {
+        var machine = new CoordinatorMachine(Tx, Options(), null);
+        machine.OnInquiry(T0);
+        Assert.Null(machine.Record.PrepareDeadline);
+        Assert.False(machine.Record.Heuristic);
+    }
+
+    [Fact]
+    public void ADuplicateActivation_BeginsAnotherAttempt_WithALaterDeadline()
+    {
+        var first = Begun();
+        var duplicate = new CoordinatorMachine(Tx, Options(), null);
+
+        var actions = duplicate.Begin("fp-1", Three, T0.AddSeconds(2));
+
+        Assert.Equal(T0.AddSeconds(7), duplicate.Record.PrepareDeadline);
+        Assert.NotEqual(first.Record.PrepareDeadline, duplicate.Record.PrepareDeadline);
+        Assert.All(actions.OfType<SendPrepare>(), p => Assert.Equal(T0.AddSeconds(7), p.Deadline));
+    }
+
+    // ---------------------------------------------------------------- heuristic abort
+
+    [Fact]
+    public void HeuristicAbort_OfAnUnknownTransaction_WritesACompletedAbort_AndTellsNobody()
+    {
+        var machine = new CoordinatorMachine(Tx, Options(), null);
+        var at = T0.AddMinutes(3);
+
+        var actions = machine.HeuristicAbort("stuck order, customer called", at);
+
+        Assert.Equal(new PersistDecision(Decision.Abort), actions.Only<PersistDecision>());
+        Assert.Equal(CoordinatorPhase.Deciding, machine.Phase);
+        Assert.Equal(Decision.Abort, machine.Record.Decision);
+        Assert.True(machine.Record.PresumedAbort);
+        Assert.True(machine.Record.Heuristic);
+        Assert.Contains("heuristic", machine.Record.AbortReason);
+        Assert.Contains("stuck order, customer called", machine.Record.AbortReason);
+        Assert.Equal(at, machine.Record.CompletedAt);
+        Assert.Equal(at, machine.Record.DecidedAt);
+        Assert.Empty(machine.Record.Participants);
+
+        Assert.Empty(machine.OnDecisionPersisted());
+        Assert.Equal(CoordinatorPhase.Completed, machine.Phase);
+
+        // Durable: the id can never begin or commit afterwards, and inquiries hear abort.
+        Assert.Throws<InvalidOperationException>(() => machine.Begin("fp-1", Three, at));
+        Assert.Equal(Decision.Abort, machine.OnInquiry(at).Decision);
+        var recovered = new CoordinatorMachine(Tx, Options(), Durable(machine.Record));
+        Assert.Equal(CoordinatorPhase.Completed, recovered.Phase);
+        Assert.True(recovered.Record.Heuristic);
+        Assert.Empty(recovered.Resume(at));
+        Assert.Throws<InvalidOperationException>(() => recovered.Begin("fp-1", Three, at));
+    }
+
+    [Fact]
+    public void HeuristicAbort_WriteFailure_LeavesTheCoordinatorInDoubt()
+    {
+        var machine = new CoordinatorMachine(Tx, Options(), null);
+        machine.HeuristicAbort("ops", T0);
+        machine.OnDecisionPersistFailed();
+        Assert.Equal(CoordinatorPhase.InDoubt, machine.Phase);
+        Assert.Throws<InvalidOperationException>(() => machine.HeuristicAbort("again", T0));
+    }
+
+    [Fact]
+    public void HeuristicAbort_OfAnAbortedTransaction_DoesNothing()
+    {
+        var decided = Decided(Decision.Abort);
+        var reason = decided.Record.AbortReason;
+        Assert.Empty(decided.HeuristicAbort("ops", T0.AddSeconds(1)));
+        Assert.Equal((CoordinatorPhase.Decided, Decision.Abort, reason, false), (decided.Phase, decided.Record.Decision, decided.Record.AbortReason, decided.Record.Heuristic));
+
+        var completed = DecidedRecord(Decision.Abort, Three);
+        completed.CompletedAt = T0.AddSeconds(2);
+        var fromRecord = new CoordinatorMachine(Tx, Options(), completed);
+        Assert.Empty(fromRecord.HeuristicAbort("ops", T0.AddSeconds(3)));
+        Assert.Equal(CoordinatorPhase.Completed, fromRecord.Phase);
+        Assert.False(fromRecord.Record.Heuristic);
+
+        var presumed = new CoordinatorMachine(Tx, Options(), null);
+        presumed.OnInquiry(T0);
+        presumed.OnDecisionPersisted();
+        Assert.Empty(presumed.HeuristicAbort("ops", T0.AddSeconds(1)));
+        Assert.False(presumed.Record.Heuristic);
+
+        var completing = Decided(Decision.Abort);
+        foreach (var p in Three) completing.OnDecisionAcknowledged(p, T0);
+        Assert.Equal(CoordinatorPhase.Completing, completing.Phase);
+        Assert.Empty(completing.HeuristicAbort("ops", T0));
+    }
+
+    [Fact]
+    public void HeuristicAbort_OfACommittedTransaction_Throws()
+    {
+        var decided = Decided(Decision.Commit);
+        var ex = Assert.Throws<InvalidOperationException>(() => decided.HeuristicAbort("ops", T0.AddSeconds(1)));
+        Assert.Contains("committed", ex.Message);
+        Assert.Equal((CoordinatorPhase.Decided, Decision.Commit, false), (decided.Phase, decided.Record.Decision, decided.Record.Heuristic));
+
+        var completed = DecidedRecord(Decision.Commit, Three);
+        completed.CompletedAt = T0.AddSeconds(2);
+        var fromRecord = new CoordinatorMachine(Tx, Options(), completed);
+        Assert.Throws<InvalidOperationException>(() => fromRecord.HeuristicAbort("ops", T0.AddSeconds(3)));
+        Assert.Equal(Decision.Commit, fromRecord.Record.Decision);
+
+        var completing = Decided(Decision.Commit);
+        foreach (var p in Three) completing.OnDecisionAcknowledged(p, T0);
+        Assert.Throws<InvalidOperationException>(() => completing.HeuristicAbort("ops", T0));
+        Assert.Equal(CoordinatorPhase.Completing, completing.Phase);
+    }
+
+    [Fact]
+    public void HeuristicAbort_WhilePreparing_Throws_AndTheTransactionCanStillCommit()
+    {
+        var machine = Begun();
+        machine.OnVote(Sku, Vote.Yes, null, T0);
+
+        var ex = Assert.Throws<InvalidOperationException>(() => machine.HeuristicAbort("ops", T0.AddSeconds(1)));
+
+        Assert.Contains("Preparing", ex.Message);
+        Assert.Equal(CoordinatorPhase.Preparing, machine.Phase);
+        Assert.False(machine.Record.Heuristic);
+        Assert.False(machine.Record.PresumedAbort);
+        Assert.Equal(Decision.None, machine.Record.Decision);
+        machine.OnVote(Account, Vote.Yes, null, T0);
+        Assert.Equal(new PersistDecision(Decision.Commit), machine.OnVote(Shipment, Vote.Yes, null, T0).Only<PersistDecision>());
+    }
+
+    [Fact]
+    public void HeuristicAbort_WhileDecidingOrInDoubt_Throws()
+    {
+        var deciding = Begun();
+        foreach (var p in Three) deciding.OnVote(p, Vote.Yes, null, T0);
+        Assert.Throws<InvalidOperationException>(() => deciding.HeuristicAbort("ops", T0));
+        Assert.Equal((CoordinatorPhase.Deciding, Decision.Commit), (deciding.Phase, deciding.Record.Decision));
+
+        deciding.OnDecisionPersistFailed();
+        Assert.Throws<InvalidOperationException>(() => deciding.HeuristicAbort("ops", T0));
+        Assert.Equal(CoordinatorPhase.InDoubt, deciding.Phase);
+    }
+
+    // ---------------------------------------------------------------- recovery of a missing completion
+
+    [Fact]
+    public void Resume_OfADecidedRecord_EveryoneAcknowledged_ButNotCompleted_WritesTheCompletion()
+    {
+        var machine = new CoordinatorMachine(Tx, Options(), Durable(DecidedRecord(Decision.Commit, Three)));
+        Assert.Equal(CoordinatorPhase.Decided, machine.Phase);
+        var at = T0.AddMinutes(1);
+
+        var actions = machine.Resume(at);
+
+        Assert.IsType<PersistCompletion>(actions.Only<PersistCompletion>());
+        Assert.Equal(CoordinatorPhase.Completing, machine.Phase);
+        Assert.Equal(at, machine.Record.CompletedAt);
+        machine.OnCompletionPersisted();
+        Assert.Equal(CoordinatorPhase.Completed, machine.Phase);
+        Assert.Empty(machine.Resume(at.AddSeconds(1)));
+    }
+
+    [Fact]
+    public void Resume_OfADecidedAbort_EveryoneAcknowledged_WritesTheCompletion_AndSendsNothing()
+    {
+        var machine = new CoordinatorMachine(Tx, Options(), Durable(DecidedRecord(Decision.Abort, Three)));
+        var actions = machine.Resume(T0);
+        Assert.IsType<PersistCompletion>(actions.Only<PersistCompletion>());
+        Assert.DoesNotContain(actions, a => a is SendDecision);
+    }
+
+    [Fact]
+    public void Resume_CompletionWriteFailsAgain_ResumeRetriesIt()
+    {
+        var machine = new CoordinatorMachine(Tx, Options(), Durable(DecidedRecord(Decision.Commit, Three)));
+        machine.Resume(T0);
+        machine.OnCompletionPersistFailed();
+        Assert.Equal((CoordinatorPhase.Decided, (DateTimeOffset?)null), (machine.Phase, machine.Record.CompletedAt));
+
+        Assert.IsType<PersistCompletion>(machine.Resume(T0.AddSeconds(5)).Only<PersistCompletion>());
+        Assert.Equal(T0.AddSeconds(5), machine.Record.CompletedAt);
+    }
 }

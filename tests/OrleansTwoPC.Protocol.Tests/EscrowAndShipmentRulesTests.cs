@@ -124,6 +124,75 @@ public sealed class EscrowAndShipmentRulesTests
         }
     }
 
+    // ---------------------------------------------------------------- administrator adjustments (supply)
+
+    [Fact]
+    public void SetByAdministrator_SeedsTheCounter_AndAccountsItAsSupply()
+    {
+        var counter = new EscrowCounter();
+        Assert.False(counter.Exists);
+
+        counter.SetByAdministrator(10);
+
+        Assert.True(counter.Exists);
+        Assert.Equal((10L, 0L, 10L), (counter.Committed, counter.ConsumedTotal, counter.SuppliedTotal));
+    }
+
+    [Fact]
+    public void SetByAdministrator_AccumulatesAdjustments_UpAndDown()
+    {
+        var counter = new EscrowCounter();
+        counter.SetByAdministrator(10);
+
+        counter.SetByAdministrator(15);
+        Assert.Equal((15L, 15L), (counter.Committed, counter.SuppliedTotal));
+
+        counter.SetByAdministrator(5);
+        Assert.Equal((5L, 5L), (counter.Committed, counter.SuppliedTotal));
+
+        counter.SetByAdministrator(5);
+        Assert.Equal((5L, 5L), (counter.Committed, counter.SuppliedTotal));
+
+        counter.SetByAdministrator(0);
+        Assert.Equal((0L, 0L), (counter.Committed, counter.SuppliedTotal));
+        Assert.True(counter.Exists);
+    }
+
+    [Fact]
+    public void SetByAdministrator_KeepsConservation_AcrossCommits()
+    {
+        var sku = new ParticipantMachine<EscrowCounter, long>(new EscrowRules("insufficient stock"), null, TimeSpan.FromHours(1));
+        var counter = sku.Record.Resource;
+        void Conserved() => Assert.Equal(counter.SuppliedTotal, counter.Committed + counter.ConsumedTotal);
+
+        counter.SetByAdministrator(10);
+        Conserved();
+        sku.Prepare("t1", "t1", 3, Deadline, T0);
+        sku.Commit("t1", T0, Deadline);
+        Assert.Equal((7L, 3L, 10L), (counter.Committed, counter.ConsumedTotal, counter.SuppliedTotal));
+        Conserved();
+
+        // Restock to 20: 13 more supplied, consumption untouched.
+        counter.SetByAdministrator(20);
+        Assert.Equal((20L, 3L, 23L), (counter.Committed, counter.ConsumedTotal, counter.SuppliedTotal));
+        Conserved();
+
+        sku.Prepare("t2", "t2", 6, Deadline, T0);
+        sku.Prepare("t3", "t3", 4, Deadline, T0);
+        sku.Commit("t2", T0, Deadline);
+        sku.Rollback("t3", T0);
+        Conserved();
+
+        // Stock count finds 2 fewer than expected: negative supply.
+        counter.SetByAdministrator(counter.Committed - 2);
+        Assert.Equal((12L, 9L, 21L), (counter.Committed, counter.ConsumedTotal, counter.SuppliedTotal));
+        Conserved();
+
+        // Through storage too.
+        var restarted = new ParticipantMachine<EscrowCounter, long>(new EscrowRules("insufficient stock"), Durable(sku.Record), TimeSpan.FromHours(1));
+        Assert.Equal((12L, 9L, 21L), (restarted.Record.Resource.Committed, restarted.Record.Resource.ConsumedTotal, restarted.Record.Resource.SuppliedTotal));
+    }
+
     // ---------------------------------------------------------------- shipment
 
     private static ShipmentDetails Details(string address = "1 Main St") => new()

@@ -11,7 +11,10 @@ namespace OrleansTwoPC.Protocol.Tests.Simulation;
 /// from the seed, one simulated clock and one event queue: every message, timer and storage write is an
 /// event. While faults are on, messages are dropped, duplicated and delayed (hence reordered), the prepare
 /// timer fires early or late, storage writes fail (with or without reaching the disk), and coordinators and
-/// participants crash, losing everything not written. Invariants are checked after every step; then a
+/// participants crash, losing everything not written. Once a decision is durable, a duplicate coordinator
+/// activation may begin the transaction again with a later deadline (its versioned insert is refused, its
+/// prepares still land; late orders in the quiet phase prune tombstones so that they can reserve again).
+/// Invariants are checked after every step; then a
 /// quiet phase (no faults) must bring every transaction to one outcome everywhere.
 /// The hosts here mirror the grains: a participant writes its record before it answers; a coordinator
 /// writes the decision before anybody hears it and retries phase two with the core's backoff.
@@ -32,6 +35,7 @@ public sealed class SimulationDriver
     private readonly Dictionary<string, SimParticipant> _participantsByName = new();
     private readonly List<SimCoordinator> _coordinators = new();
     private readonly Dictionary<string, SimCoordinator> _coordinatorsByTx = new();
+    private readonly Dictionary<string, SimDuplicate> _duplicates = new();
     private readonly Dictionary<string, long> _initial = new();
 
     /// <summary>Every (participant, transaction) outcome that ever reached a participant's disk.</summary>
@@ -91,7 +95,7 @@ public sealed class SimulationDriver
         }
         var prices = Enumerable.Range(0, _settings.Skus).Select(_ => (long)_random.Next(50, 400)).ToArray();
 
-        for (var t = 0; t < _settings.Transactions; t++)
+        for (var t = 0; t < _settings.Transactions + _settings.LateTransactions; t++)
         {
             var tx = $"tx-O{t}";
             var skuCount = _random.Next(1, 4); // 1..3 SKUs + account + shipment = 3..5 participants
@@ -125,7 +129,10 @@ public sealed class SimulationDriver
             var coordinator = new SimCoordinator(tx, plan, _options);
             _coordinators.Add(coordinator);
             _coordinatorsByTx[tx] = coordinator;
-            Schedule(Random(TimeSpan.Zero, _settings.FaultPhase * 0.6), new SubmitOrder(tx, Retry: false));
+            var submitAt = t < _settings.Transactions
+                ? Random(TimeSpan.Zero, _settings.FaultPhase * 0.6)
+                : _settings.FaultPhase + Random(TimeSpan.Zero, _settings.LateOrderWindow);
+            Schedule(submitAt, new SubmitOrder(tx, Retry: false));
         }
         Schedule(SweepInterval, new InquirySweep());
     }
@@ -207,6 +214,7 @@ public sealed class SimulationDriver
                 throw new SimulationViolation($"not quiescent {_settings.QuietPhaseLimit.TotalSeconds:0} s after the faults stopped ({_pendingNonSweep} events pending); unsettled: " +
                     string.Join(", ", _coordinators.Where(c => c.Machine.Phase is not (CoordinatorPhase.Idle or CoordinatorPhase.Completed) && !(c.Machine.Phase == CoordinatorPhase.Decided && c.Machine.Record.PresumedAbort))
                         .Select(c => $"{c.Tx} in {c.Machine.Phase}")
+                        .Concat(_duplicates.Values.Where(d => d.Active).Select(d => $"duplicate of {d.Tx} in {d.Machine.Phase}"))
                         .Concat(_participants.Where(p => p.LivePrepared > 0).Select(p => $"{p.Name} with {p.LivePrepared} prepared"))));
 
             var ev = _queue.Dequeue();
@@ -224,6 +232,7 @@ public sealed class SimulationDriver
 
     private bool Settled() =>
         _participants.All(p => p.LivePrepared == 0) &&
+        _duplicates.Values.All(d => !d.Active) &&
         _coordinators.All(c => c.Machine.Phase switch
         {
             CoordinatorPhase.Idle or CoordinatorPhase.Completed => true,
@@ -257,6 +266,8 @@ public sealed class SimulationDriver
             case ReloadCoordinator reload: OnReload(_coordinatorsByTx[reload.Tx], reload.Incarnation); break;
             case RecoveryTick tick: OnRecoveryTick(_coordinatorsByTx[tick.Tx], tick.Incarnation); break;
             case InquirySweep: OnInquirySweep(); break;
+            case DuplicateBegin begin: OnDuplicateBegin(_coordinatorsByTx[begin.Tx]); break;
+            case DuplicateTimerFired timer: OnDuplicateTimer(timer.Tx); break;
             case Deliver { Message: PrepareMessage m }: OnPrepare(m); break;
             case Deliver { Message: VoteMessage m }: OnVote(m); break;
             case Deliver { Message: DecisionMessage m }: OnDecision(m); break;
@@ -286,6 +297,7 @@ public sealed class SimulationDriver
 
     private void OnVote(VoteMessage m)
     {
+        if (m.Duplicate) { OnDuplicateVote(m); return; }
         var c = _coordinatorsByTx[m.Tx];
         Execute(c, m.CallFailed ? c.Machine.OnPrepareFailed(m.Participant, m.Reason ?? "call failed", _now) : c.Machine.OnVote(m.Participant, m.Vote, m.Reason, _now));
     }
@@ -311,7 +323,8 @@ public sealed class SimulationDriver
         if (result.Decision != c.DurableDecision)
             throw new SimulationViolation($"{c.Tx}: inquiry answered {result.Decision} but the durable decision is {c.DurableDecision}");
         Count("inquiry answered");
-        Send(new DecisionMessage(m.Tx, m.Participant, result.Decision, Attempt: 0));
+        // Like QueryOutcome: the decision and the attempt it decided (null for a presumed abort).
+        Send(new DecisionMessage(m.Tx, m.Participant, result.Decision, Attempt: 0, c.Machine.Record.PrepareDeadline));
     }
 
     private void OnWriteFinished(SimCoordinator c, WriteFinished write)
@@ -402,7 +415,13 @@ public sealed class SimulationDriver
         if (c.DurableRecord is { PresumedAbort: true } && !snapshot.PresumedAbort)
             throw new SimulationViolation($"{c.Tx}: a presumed abort was overwritten by a regular record");
         c.DurableRecord = Durable.Copy(snapshot);
-        if (c.DurableDecision == Decision.None) Count(snapshot.PresumedAbort ? "presumed abort" : snapshot.Decision == Decision.Commit ? "commit decided" : "abort decided");
+        if (c.DurableDecision == Decision.None)
+        {
+            Count(snapshot.PresumedAbort ? "presumed abort" : snapshot.Decision == Decision.Commit ? "commit decided" : "abort decided");
+            // Now and then a duplicate activation, which never saw this record, begins the transaction again.
+            if (Chance(_settings.DuplicateActivationRate))
+                Schedule(Random(TimeSpan.Zero, _settings.DuplicateActivationMaxDelay), new DuplicateBegin(c.Tx));
+        }
         c.DurableDecision = snapshot.Decision;
     }
 
@@ -433,7 +452,7 @@ public sealed class SimulationDriver
                     StartWrite(c, completion: false);
                     if (_settings.BugSendDecisionBeforeItIsDurable)
                         foreach (var p in c.Machine.Record.Participants)
-                            Send(new DecisionMessage(c.Tx, p.Id, persist.Decision, Attempt: 1));
+                            Send(new DecisionMessage(c.Tx, p.Id, persist.Decision, Attempt: 1, c.Machine.Record.PrepareDeadline));
                     break;
 
                 case ReplyToClient reply:
@@ -452,7 +471,7 @@ public sealed class SimulationDriver
                     if (send.Delay != expectedDelay || send.Delay > _options.RetryMaxDelay)
                         throw new SimulationViolation($"{c.Tx}: attempt {send.Attempt} to {send.Participant} delayed {send.Delay}, expected {expectedDelay}");
                     if (send.Attempt > 1) Count("phase-two retry");
-                    Send(new DecisionMessage(c.Tx, send.Participant, send.Decision, send.Attempt), send.Delay);
+                    Send(new DecisionMessage(c.Tx, send.Participant, send.Decision, send.Attempt, c.Machine.Record.PrepareDeadline), send.Delay);
                     Schedule(send.Delay + AckTimeout, new AckTimedOut(c.Tx, c.Incarnation, send.Participant, send.Attempt));
                     break;
 
@@ -488,6 +507,64 @@ public sealed class SimulationDriver
         return due;
     }
 
+    // ---------------------------------------------------------------- duplicate coordinator activation
+
+    private void OnDuplicateBegin(SimCoordinator c)
+    {
+        if (c.DurableRecord is null) throw new SimulationViolation($"{c.Tx}: a duplicate activation was scheduled before any decision was durable");
+        if (_duplicates.TryGetValue(c.Tx, out var running) && running.Active) return;
+        var d = new SimDuplicate(c.Tx, _options);
+        _duplicates[c.Tx] = d;
+        Count("duplicate activation began");
+        Note($"DUPLICATE activation of {c.Tx} begins (primary {c.Machine.Phase}, durable {c.DurableDecision})");
+        var actions = d.Machine.Begin($"fp-{c.Tx}", c.Plan.Participants, _now);
+        if (d.Machine.Record.PrepareDeadline == c.DurableRecord.PrepareDeadline)
+            throw new SimulationViolation($"{c.Tx}: the duplicate activation's attempt has the same deadline as the decided one");
+        ExecuteDuplicate(d, actions);
+    }
+
+    private void OnDuplicateVote(VoteMessage m)
+    {
+        if (!_duplicates.TryGetValue(m.Tx, out var d) || !d.Active) return; // deactivated: nobody awaits the reply
+        ExecuteDuplicate(d, m.CallFailed ? d.Machine.OnPrepareFailed(m.Participant, m.Reason ?? "call failed", _now) : d.Machine.OnVote(m.Participant, m.Vote, m.Reason, _now));
+    }
+
+    private void OnDuplicateTimer(string tx)
+    {
+        if (!_duplicates.TryGetValue(tx, out var d) || !d.Active) return;
+        ExecuteDuplicate(d, d.Machine.OnPrepareDeadline(_now));
+    }
+
+    private void ExecuteDuplicate(SimDuplicate d, IReadOnlyList<CoordinatorAction> actions)
+    {
+        foreach (var action in actions)
+        {
+            switch (action)
+            {
+                case SendPrepare prepare:
+                    Send(new PrepareMessage(d.Tx, prepare.Participant, prepare.Deadline, Duplicate: true));
+                    break;
+                case StartPrepareTimer timer:
+                    Schedule(TimerDelay(timer.Deadline), new DuplicateTimerFired(d.Tx));
+                    break;
+                case PersistDecision persist:
+                    // A versioned insert: it fails because the primary's record exists. Nothing is sent; the
+                    // activation deactivates and later calls reach the primary (which holds the record).
+                    var primary = _coordinatorsByTx[d.Tx];
+                    if (primary.DurableRecord is null) throw new SimulationViolation($"{d.Tx}: the duplicate activation's insert would have succeeded");
+                    Count($"duplicate insert refused ({persist.Decision})");
+                    Count("duplicate insert refused");
+                    Note($"DUPLICATE {d.Tx}: insert of {persist.Decision} refused, the record says {primary.DurableDecision}");
+                    d.Machine.OnDecisionPersistFailed();
+                    if (d.Machine.Phase != CoordinatorPhase.InDoubt) throw new SimulationViolation($"{d.Tx}: duplicate not in doubt after a failed insert");
+                    d.Active = false;
+                    break;
+                default:
+                    throw new SimulationViolation($"{d.Tx}: the duplicate activation asked for {action} without any durable decision of its own");
+            }
+        }
+    }
+
     // ---------------------------------------------------------------- participant host
 
     private void OnPrepare(PrepareMessage m)
@@ -495,6 +572,7 @@ public sealed class SimulationDriver
         var p = _participantsByName[m.Participant.ToString()];
         var result = p.Prepare(m.Tx, m.Deadline, _now);
         Count($"prepare {result.Case}");
+        if (m.Duplicate) Count($"duplicate prepare {result.Case}");
         if (result.MustPersist)
         {
             if (_faults && Chance(_settings.CrashBeforePersistRate)) { CrashParticipant(p, "before writing its prepare"); return; }
@@ -504,17 +582,23 @@ public sealed class SimulationDriver
         if (_faults && Chance(_settings.PrepareCallFailureRate))
         {
             Count("prepare call failed");
-            Send(new VoteMessage(m.Tx, m.Participant, Vote.No, "RPC failure", CallFailed: true));
+            Send(new VoteMessage(m.Tx, m.Participant, Vote.No, "RPC failure", CallFailed: true, m.Duplicate));
             return;
         }
-        Send(new VoteMessage(m.Tx, m.Participant, result.Vote, result.Reason, CallFailed: false));
+        Send(new VoteMessage(m.Tx, m.Participant, result.Vote, result.Reason, CallFailed: false, m.Duplicate));
     }
 
     private void OnDecision(DecisionMessage m)
     {
         var p = _participantsByName[m.Participant.ToString()];
-        var result = p.Apply(m.Tx, m.Decision, _now);
+        var result = p.Apply(m.Tx, m.Decision, m.Deadline, inquiryAnswer: m.Attempt == 0, _settings.BugIgnoreAttempts, _now);
         Count($"{m.Decision} {result.Case}");
+        var committedHereBefore = _durableOutcomes.GetValueOrDefault((p.Name, m.Tx)) == Decision.Commit;
+        if (result.Case == DecisionCase.Applied && m.Decision == Decision.Commit && committedHereBefore)
+            throw new SimulationViolation($"{p.Name}: applied the commit of {m.Tx} a second time");
+        // Another attempt is prepared here only once the decided one was applied and its tombstone pruned.
+        if (result.Case is DecisionCase.OtherAttempt or DecisionCase.DroppedStaleAttempt && (!committedHereBefore || DurableDecision(m.Tx) != Decision.Commit))
+            throw new SimulationViolation($"{p.Name}: {result.Case} for {m.Tx} although it never committed it here (durable decision {DurableDecision(m.Tx)})");
         if (result.Case == DecisionCase.Conflict)
             throw new SimulationViolation($"{p.Name}: told {m.Decision} for {m.Tx} after applying the opposite");
         if (result.Case is DecisionCase.Applied or DecisionCase.Released or DecisionCase.RecordedUnknownRollback && DurableDecision(m.Tx) != m.Decision)
@@ -647,6 +731,7 @@ public sealed class SimulationDriver
 
     private IEnumerable<string> Describe() =>
         _coordinators.Select(c => $"{c.Tx}: phase {c.Machine.Phase}, durable {c.DurableDecision}{(c.DurableRecord?.PresumedAbort == true ? " (presumed)" : "")}, completed {c.DurableRecord?.IsCompleted == true}, replies [{string.Join(",", c.Replies)}], participants [{string.Join(", ", c.Plan.Participants)}]")
+            .Concat(_duplicates.Values.Select(d => $"duplicate activation of {d.Tx}: {(d.Active ? "active" : "deactivated")} in {d.Machine.Phase}, deadline {d.Machine.Record.PrepareDeadline:HH:mm:ss.fff}"))
             .Concat(_participants.Select(p => p.Describe()));
 
     private string Digest()

@@ -9,6 +9,11 @@ namespace OrleansTwoPC.Protocol.Tests.Simulation;
 public sealed record SimulationSettings
 {
     public int Transactions { get; init; } = 14;
+
+    /// <summary>Orders placed in the quiet phase (within <see cref="LateOrderWindow"/> after the faults stop):
+    /// their writes prune old tombstones while duplicate activations are still arriving.</summary>
+    public int LateTransactions { get; init; } = 6;
+    public TimeSpan LateOrderWindow { get; init; } = TimeSpan.FromSeconds(10);
     public int Skus { get; init; } = 4;
     public int Accounts { get; init; } = 2;
 
@@ -31,11 +36,23 @@ public sealed record SimulationSettings
     public double LateTimerRate { get; init; } = 0.10;
     public double ClientRetryRate { get; init; } = 0.6;
 
+    /// <summary>Per transaction: once its decision is durable, a duplicate coordinator activation (one that
+    /// loaded no record) begins it again with a later deadline; its decision write (a versioned insert) fails
+    /// because the record exists, but its prepares reach the participants.</summary>
+    public double DuplicateActivationRate { get; init; } = 0.4;
+
+    /// <summary>How long after the durable decision a duplicate activation may begin (long enough for tombstones to be pruned).</summary>
+    public TimeSpan DuplicateActivationMaxDelay { get; init; } = TimeSpan.FromSeconds(12);
+
     /// <summary>Broken host, used only to prove the checks bite: phase two starts before the decision write succeeded.</summary>
     public bool BugSendDecisionBeforeItIsDurable { get; init; }
 
     /// <summary>Broken host, used only to prove the checks bite: a participant votes yes before its reservation is durable.</summary>
     public bool BugVoteYesBeforePrepareIsDurable { get; init; }
+
+    /// <summary>Broken host, used only to prove the checks bite: a participant ignores which attempt a commit or an
+    /// inquiry answer names (commits whatever is prepared), so a duplicate activation's reservation gets applied.</summary>
+    public bool BugIgnoreAttempts { get; init; }
 
     public static SimulationSettings Default { get; } = new();
 
@@ -69,13 +86,18 @@ internal sealed record WriteFinished(string Tx, int Incarnation, bool Completion
 internal sealed record ReloadCoordinator(string Tx, int Incarnation) : SimEvent;
 internal sealed record RecoveryTick(string Tx, int Incarnation) : SimEvent;
 internal sealed record InquirySweep : SimEvent;
+internal sealed record DuplicateBegin(string Tx) : SimEvent;
+internal sealed record DuplicateTimerFired(string Tx) : SimEvent;
 
 internal enum WriteResult { Ok, FailedNotWritten, FailedButWritten }
 
 internal abstract record Message(string Tx, ParticipantId Participant);
-internal sealed record PrepareMessage(string Tx, ParticipantId Participant, DateTimeOffset Deadline) : Message(Tx, Participant);
-internal sealed record VoteMessage(string Tx, ParticipantId Participant, Vote Vote, string? Reason, bool CallFailed) : Message(Tx, Participant);
-internal sealed record DecisionMessage(string Tx, ParticipantId Participant, Decision Decision, int Attempt) : Message(Tx, Participant);
+/// <param name="Duplicate">Sent by the duplicate activation: its vote goes back to it (the caller), not to the primary.</param>
+internal sealed record PrepareMessage(string Tx, ParticipantId Participant, DateTimeOffset Deadline, bool Duplicate = false) : Message(Tx, Participant);
+internal sealed record VoteMessage(string Tx, ParticipantId Participant, Vote Vote, string? Reason, bool CallFailed, bool Duplicate = false) : Message(Tx, Participant);
+/// <param name="Attempt">0: the answer to an in-doubt inquiry (resolved with ParticipantMachine.Resolve); 1..n: phase two.</param>
+/// <param name="Deadline">The decided attempt: the prepare deadline in the coordinator's record.</param>
+internal sealed record DecisionMessage(string Tx, ParticipantId Participant, Decision Decision, int Attempt, DateTimeOffset? Deadline) : Message(Tx, Participant);
 internal sealed record AckMessage(string Tx, ParticipantId Participant) : Message(Tx, Participant);
 internal sealed record InquiryMessage(string Tx, ParticipantId Participant) : Message(Tx, Participant);
 
@@ -109,7 +131,8 @@ internal abstract class SimParticipant(ParticipantId id)
     public string Name { get; } = id.ToString();
 
     public abstract PrepareResult Prepare(string tx, DateTimeOffset deadline, DateTimeOffset now);
-    public abstract DecisionResult Apply(string tx, Decision decision, DateTimeOffset now);
+    /// <param name="inquiryAnswer">True for the answer to an in-doubt inquiry, false for a phase-two message.</param>
+    public abstract DecisionResult Apply(string tx, Decision decision, DateTimeOffset? deadline, bool inquiryAnswer, bool ignoreAttempts, DateTimeOffset now);
     public abstract IReadOnlyList<(string TransactionId, string Coordinator)> InDoubt(DateTimeOffset now, TimeSpan timeout);
     public abstract ParticipantTransactionStatus DurableStatus(string tx);
 
@@ -148,8 +171,13 @@ internal sealed class SimParticipant<TResource, TWork>(
     public override PrepareResult Prepare(string tx, DateTimeOffset deadline, DateTimeOffset now) =>
         _machine.Prepare(tx, coordinator: tx, workOf(tx), deadline, now);
 
-    public override DecisionResult Apply(string tx, Decision decision, DateTimeOffset now) =>
-        decision == Decision.Commit ? _machine.Commit(tx, now) : _machine.Rollback(tx, now);
+    public override DecisionResult Apply(string tx, Decision decision, DateTimeOffset? deadline, bool inquiryAnswer, bool ignoreAttempts, DateTimeOffset now)
+    {
+        // Like ParticipantGrain: phase two calls Commit with the record's deadline, an inquiry answer Resolve.
+        if (ignoreAttempts) return decision == Decision.Commit ? _machine.Commit(tx, now) : _machine.Rollback(tx, now);
+        if (inquiryAnswer) return _machine.Resolve(tx, decision, deadline, now);
+        return decision == Decision.Commit ? _machine.Commit(tx, now, deadline) : _machine.Rollback(tx, now);
+    }
 
     public override IReadOnlyList<(string TransactionId, string Coordinator)> InDoubt(DateTimeOffset now, TimeSpan timeout) => _machine.InDoubt(now, timeout);
 
@@ -220,4 +248,16 @@ internal sealed class SimCoordinator(string tx, TxPlan plan, ProtocolOptions opt
 
     public List<Decision> Replies { get; } = new();
     public int Begins { get; set; }
+}
+
+/// <summary>
+/// A duplicate activation of a coordinator (e.g. after a directory partition): a second machine for the same
+/// transaction that loaded no record and begins again with a later deadline. Its votes come back to it; its
+/// decision write is a versioned insert, refused because the primary's record exists; then it deactivates.
+/// </summary>
+internal sealed class SimDuplicate(string tx, ProtocolOptions options)
+{
+    public string Tx { get; } = tx;
+    public CoordinatorMachine Machine { get; } = new(tx, options, null);
+    public bool Active { get; set; } = true;
 }

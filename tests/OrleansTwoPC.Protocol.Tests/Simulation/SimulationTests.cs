@@ -64,6 +64,8 @@ public sealed class SimulationTests(ITestOutputHelper output)
                      "prepare call failed", "phase-two retry", "inquiry sent", "inquiry answered", "inquiry pending",
                      "prepare Reserved", "prepare Refused", "prepare AlreadyPrepared", "prepare AlreadyAborted", "prepare DeadlinePassed",
                      "Commit Applied", "Commit Repeated", "Abort Released", "Abort Repeated", "Abort RecordedUnknownRollback",
+                     "prepare OtherAttempt", "duplicate activation began", "duplicate insert refused",
+                     "duplicate prepare Reserved", "duplicate prepare OtherAttempt", "Commit DroppedStaleAttempt",
                  })
             Assert.True(totals.GetValueOrDefault(expected) > 0, $"over {count} seeds the simulation never produced '{expected}'");
     }
@@ -92,6 +94,28 @@ public sealed class SimulationTests(ITestOutputHelper output)
     {
         var failure = FirstFailure(new SimulationSettings { BugVoteYesBeforePrepareIsDurable = true });
         Assert.Matches("commit decided while .* is durably|never durably prepared", failure);
+    }
+
+    [Fact]
+    public void TheChecksBite_WhenAParticipantIgnoresWhichAttemptACommitNames()
+    {
+        // Duplicate activations reserve again after the tombstone is gone; committing "whatever is prepared"
+        // applies such a reservation a second time.
+        var failure = FirstFailure(new SimulationSettings { BugIgnoreAttempts = true });
+        Assert.Matches("a second time|consumed .* sum to", failure);
+    }
+
+    [Fact]
+    public void DuplicateActivations_AreExercised_EachEndsInARefusedInsert_AndStaleReservationsAreDropped()
+    {
+        var totals = new Dictionary<string, int>();
+        for (var seed = 1; seed <= 40; seed++)
+            foreach (var (name, value) in SimulationDriver.Run(seed, new SimulationSettings { DuplicateActivationRate = 1.0 }).Stats)
+                totals[name] = totals.GetValueOrDefault(name) + value;
+        Assert.True(totals.GetValueOrDefault("duplicate activation began") > 0);
+        Assert.Equal(totals.GetValueOrDefault("duplicate activation began"), totals.GetValueOrDefault("duplicate insert refused"));
+        Assert.True(totals.GetValueOrDefault("duplicate prepare Reserved") > 0, "no duplicate activation ever reserved: the scenario was not exercised");
+        Assert.True(totals.GetValueOrDefault("Commit DroppedStaleAttempt") > 0, "no stale reservation of a committed transaction was ever dropped");
     }
 
     private string FirstFailure(SimulationSettings broken)
