@@ -76,6 +76,9 @@ public sealed class PostgresRecoveryCatalog(StoredStateReader reader, TimeProvid
                 events.Add(new TimelineEvent(completed, "coordinator", "completed: every participant acknowledged"));
         }
         foreach (var p in await PreparedParticipantsAsync(TimeSpan.Zero, transactionId, cancellationToken)) participants.Add(p.Participant);
+        // A presumed or heuristic abort record names no participants: find those that still remember it.
+        if (record is null || record.Participants.Count == 0)
+            foreach (var (participant, _) in await reader.ParticipantsMentioningAsync(transactionId, cancellationToken)) participants.Add(participant);
 
         foreach (var participant in participants)
         {

@@ -37,17 +37,38 @@ public sealed class StoredStateReader(ServiceDatabases databases)
     public Task<IReadOnlyList<StoredState<ParticipantRecord<ShipmentRecord, ShipmentDetails>>>> ShipmentsAsync(bool withPreparedOnly, string? key = null, CancellationToken cancellationToken = default) =>
         ReadAsync<ParticipantRecord<ShipmentRecord, ShipmentDetails>>(databases.Shipping, StateNames.Shipment, withPreparedOnly ? HasPreparedFilter : null, key, cancellationToken);
 
-    private static async Task<IReadOnlyList<StoredState<T>>> ReadAsync<T>(string connectionString, string stateName, string? filter, string? key, CancellationToken cancellationToken)
+    /// <summary>Participants whose record mentions a transaction (prepared or remembered as decided). A
+    /// sequential scan: for operators' one-off lookups, not for hot paths.</summary>
+    public async Task<IReadOnlyList<(ParticipantId Participant, string Key)>> ParticipantsMentioningAsync(string transactionId, CancellationToken cancellationToken = default)
+    {
+        var mention = "\"" + transactionId + "\":";
+        var result = new List<(ParticipantId, string)>();
+        foreach (var (kind, connectionString, state) in new[]
+                 {
+                     (ParticipantKind.Inventory, databases.Inventory, StateNames.Inventory),
+                     (ParticipantKind.Payment, databases.Payments, StateNames.Payment),
+                     (ParticipantKind.Shipment, databases.Shipping, StateNames.Shipment),
+                 })
+        {
+            var rows = await ReadAsync<System.Text.Json.JsonElement>(connectionString, state, null, null, cancellationToken, mention);
+            result.AddRange(rows.Select(r => (new ParticipantId(kind, r.Key), r.Key)));
+        }
+        return result;
+    }
+
+    private static async Task<IReadOnlyList<StoredState<T>>> ReadAsync<T>(string connectionString, string stateName, string? filter, string? key, CancellationToken cancellationToken, string? mentions = null)
     {
         var sql = "SELECT grainidextensionstring, grainidn1, payloadbinary, version, modifiedon FROM orleansstorage " +
                   "WHERE graintypestring = @state AND payloadbinary IS NOT NULL" +
                   (filter is null ? "" : " AND " + filter) +
-                  (key is null ? "" : " AND grainidextensionstring = @key");
+                  (key is null ? "" : " AND grainidextensionstring = @key") +
+                  (mentions is null ? "" : " AND position(@mentions IN payloadbinary) > 0");
         await using var connection = new NpgsqlConnection(connectionString);
         await connection.OpenAsync(cancellationToken);
         await using var command = new NpgsqlCommand(sql, connection);
         command.Parameters.AddWithValue("state", stateName);
         if (key is not null) command.Parameters.AddWithValue("key", key);
+        if (mentions is not null) command.Parameters.AddWithValue("mentions", System.Text.Encoding.UTF8.GetBytes(mentions));
         var result = new List<StoredState<T>>();
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
         while (await reader.ReadAsync(cancellationToken))
