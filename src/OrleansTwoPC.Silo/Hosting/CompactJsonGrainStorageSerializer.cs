@@ -12,7 +12,7 @@ namespace OrleansTwoPC.Silo.Hosting;
 /// </summary>
 public sealed class CompactJsonGrainStorageSerializer : IGrainStorageSerializer
 {
-    public BinaryData Serialize<T>(T input) => new(JsonSerializer.SerializeToUtf8Bytes(input, StateJson.Options));
+    public BinaryData Serialize<T>(T? input) => new(JsonSerializer.SerializeToUtf8Bytes(input, StateJson.Options));
 
     public T Deserialize<T>(BinaryData input) => JsonSerializer.Deserialize<T>(input.ToMemory().Span, StateJson.Options)!;
 }
