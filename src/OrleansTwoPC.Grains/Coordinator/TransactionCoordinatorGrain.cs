@@ -320,7 +320,7 @@ public sealed class TransactionCoordinatorGrain : Grain, ITransactionCoordinator
                 IReadOnlyList<CoordinatorAction> next;
                 try
                 {
-                    var participant = ParticipantGrain(send.Participant);
+                    var participant = GrainFactory.Participant(send.Participant);
                     _logger.LogDebug("{Decision} sent {TransactionId} to {Participant} (attempt {Attempt})", send.Decision, TransactionId, send.Participant, send.Attempt);
                     if (send.Decision == Decision.Commit) await participant.Commit(TransactionId, _machine.Record.PrepareDeadline);
                     else await participant.Rollback(TransactionId);
@@ -430,14 +430,6 @@ public sealed class TransactionCoordinatorGrain : Grain, ITransactionCoordinator
             _ => throw new ArgumentOutOfRangeException(nameof(send), send.Participant.Kind, "unknown participant kind"),
         };
     }
-
-    private ITransactionParticipantGrain ParticipantGrain(ParticipantId participant) => participant.Kind switch
-    {
-        ParticipantKind.Inventory => GrainFactory.GetGrain<IInventoryGrain>(participant.Key),
-        ParticipantKind.Payment => GrainFactory.GetGrain<IPaymentAccountGrain>(participant.Key),
-        ParticipantKind.Shipment => GrainFactory.GetGrain<IShipmentGrain>(participant.Key),
-        _ => throw new ArgumentOutOfRangeException(nameof(participant), participant.Kind, "unknown participant kind"),
-    };
 
     private static OrderOutcome ToOrderOutcome(TransactionOutcome outcome, OrderPlan plan) => new(
         plan.Order.OrderId,

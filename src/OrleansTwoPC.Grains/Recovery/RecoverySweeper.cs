@@ -42,7 +42,7 @@ public sealed class RecoverySweeper(IGrainFactory grains, IRecoveryCatalog catal
             {
                 try
                 {
-                    var settled = await Participant(p).ResolveInDoubt(participantAge);
+                    var settled = await grains.Participant(p).ResolveInDoubt(participantAge);
                     Interlocked.Add(ref resolved, settled);
                 }
                 catch (Exception ex)
@@ -58,12 +58,4 @@ public sealed class RecoverySweeper(IGrainFactory grains, IRecoveryCatalog catal
         foreach (var error in errors) logger.LogWarning("Recovery sweep error: {Error}", error);
         return new RecoveryReport(resumed, participants.Count, resolved, errors);
     }
-
-    private ITransactionParticipantGrain Participant(ParticipantId participant) => participant.Kind switch
-    {
-        ParticipantKind.Inventory => grains.GetGrain<IInventoryGrain>(participant.Key),
-        ParticipantKind.Payment => grains.GetGrain<IPaymentAccountGrain>(participant.Key),
-        ParticipantKind.Shipment => grains.GetGrain<IShipmentGrain>(participant.Key),
-        _ => throw new ArgumentOutOfRangeException(nameof(participant), participant.Kind, "unknown participant kind"),
-    };
 }
