@@ -90,8 +90,8 @@ public sealed class ChaosTests(RecoveryClusterFixture fixture, ITestOutputHelper
 
         var checker = new InvariantChecker(Fixture.Databases, new InvariantCheckOptions { Skus = skus, Accounts = accounts });
         var report = await checker.WaitUntilQuiescentAsync(TimeSpan.FromSeconds(60));
-        output.WriteLine($"{clock.Elapsed.TotalSeconds:0.0} s: {report}");
-        Assert.True(report.Ok, $"seed {seed}: {report}");
+        output.WriteLine($"{clock.Elapsed.TotalSeconds:0.0} s: {report.ToText()}");
+        Assert.True(report.Ok, $"seed {seed}: {report.ToText()}");
         Assert.True(report.ReachedQuiescence, $"seed {seed}: not quiescent");
 
         // What callers were told is what happened.

@@ -53,7 +53,7 @@ public sealed class DuplicateActivationTests(TwoPcClusterFixture fixture) : Clus
         // answer is ABORT.
         var report = await new InvariantChecker(Fixture.Databases, new InvariantCheckOptions { Skus = new[] { sku }, Accounts = new[] { account }, OrderIdPrefix = order.OrderId })
             .WaitUntilQuiescentAsync(TimeSpan.FromSeconds(30));
-        Assert.True(report.Ok, report.ToString());
+        Assert.True(report.Ok, report.ToText());
         Assert.Equal(10, (await Stock(sku)).Committed);
         Assert.Equal(5000, (await Balance(account)).Committed);
         Assert.NotEqual("Confirmed", (await Shipment(order.OrderId)).Status);

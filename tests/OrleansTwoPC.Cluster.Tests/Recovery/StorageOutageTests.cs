@@ -79,8 +79,8 @@ public sealed class StorageOutageTests(OutageClusterFixture fixture, ITestOutput
         // After it returns, everything completes: one outcome per order, nothing lost or applied twice.
         var checker = new InvariantChecker(fixture.Databases, new InvariantCheckOptions { Skus = skus, Accounts = accounts });
         var report = await checker.WaitUntilQuiescentAsync(TimeSpan.FromSeconds(45));
-        output.WriteLine(report.ToString());
-        Assert.True(report.Ok, report.ToString());
+        output.WriteLine(report.ToText());
+        Assert.True(report.Ok, report.ToText());
         var reader = new StoredStateReader(fixture.Databases);
         var decisions = (await reader.CoordinatorsAsync(false)).ToDictionary(c => c.Key, c => c.State.Decision);
         foreach (var r in results)
