@@ -287,6 +287,60 @@ public static class TpcCommandLine
         });
         root.Subcommands.Add(check);
 
+        // ---- load ----------------------------------------------------------------------------------
+        var loadOrders = new Option<int>("--orders") { Description = "Number of orders to place", HelpName = "N", DefaultValueFactory = _ => 1000, CustomParser = WholeNumber(1, 10_000_000) };
+        var loadConcurrency = new Option<int>("--concurrency") { Description = "Concurrent callers", HelpName = "C", DefaultValueFactory = _ => 32, CustomParser = WholeNumber(1, 10_000) };
+        var loadSkus = new Option<int>("--skus") { Description = $"SKUs {LoadCommand.SkuPrefix}0001.. to order from", HelpName = "K", DefaultValueFactory = _ => 100, CustomParser = WholeNumber(1, 9999) };
+        var loadAccounts = new Option<int>("--accounts") { Description = $"Accounts {LoadCommand.AccountPrefix}0001.. to charge", HelpName = "A", DefaultValueFactory = _ => 100, CustomParser = WholeNumber(1, 9999) };
+        var loadNoSeed = new Option<bool>("--no-seed")
+        {
+            Description = $"Do not seed the SKUs ({LoadCommand.SeededStock} units each), the accounts ({LoadCommand.SeededBalance} each) and {LoadCommand.PoorAccount} (0) first",
+        };
+        var loadSkew = new Option<double>("--skew") { Description = "Key skew: 0 uniform, else a Zipf-like exponent (1 = a few SKUs and accounts take most orders)", HelpName = "S", CustomParser = Fraction(0, 100) };
+        var loadAbortMix = new Option<double>("--abort-mix")
+        {
+            Description = $"Fraction 0..1 of orders made to abort: half ask for more stock than exists, half charge {LoadCommand.PoorAccount}",
+            HelpName = "P",
+            CustomParser = Fraction(0, 1),
+        };
+        var loadLines = new Option<int>("--lines") { Description = $"Most lines per order (1..{OrleansTwoPC.Abstractions.OrderPlan.MaxParticipants - 2})", HelpName = "L", DefaultValueFactory = _ => 1, CustomParser = WholeNumber(1, OrleansTwoPC.Abstractions.OrderPlan.MaxParticipants - 2) };
+        var loadSeed = new Option<int?>("--seed") { Description = "Random seed of the generated orders (default: random; printed)", HelpName = "N", CustomParser = r => WholeNumber(0, int.MaxValue)(r) };
+        var loadRunId = new Option<string>("--run-id") { Description = "Prefix of the order ids (default: a short random id, so reruns never collide)", HelpName = "ID" };
+        loadRunId.Validators.Add(r =>
+        {
+            if (r.Tokens.Count == 0) return;
+            var value = r.Tokens[0].Value;
+            if (value.Length > OrleansTwoPC.Abstractions.OrderPlan.MaxIdLength - 7)
+            {
+                r.AddError($"--run-id '{value}' is longer than {OrleansTwoPC.Abstractions.OrderPlan.MaxIdLength - 7} characters");
+            }
+            else if ((OptionLike(value) ?? InputParsers.CheckId(value, "run id")) is { } problem)
+            {
+                r.AddError(problem);
+            }
+        });
+        var loadJson = Json();
+        var load = new Command("load",
+            "Place N generated orders from C concurrent callers and report throughput, p50/p95/p99 latency and outcomes\n" +
+            "(commits, aborts by reason, rejected, in doubt, unavailable, failures); a progress line on a terminal.\n" +
+            "Exit 0 when no call failed and nothing is in doubt, 1 otherwise.")
+        {
+            loadOrders, loadConcurrency, loadSkus, loadAccounts, loadNoSeed, loadSkew, loadAbortMix, loadLines, loadSeed, loadRunId, loadJson,
+        };
+        Action(load, (p, c) => LoadCommand.RunAsync(c, new LoadOptions(
+            p.GetValue(loadOrders),
+            p.GetValue(loadConcurrency),
+            p.GetValue(loadSkus),
+            p.GetValue(loadAccounts),
+            p.GetValue(loadNoSeed),
+            p.GetValue(loadSkew),
+            p.GetValue(loadAbortMix),
+            p.GetValue(loadLines),
+            p.GetValue(loadSeed) ?? Random.Shared.Next(),
+            p.GetValue(loadRunId) ?? LoadCommand.NewRunId(),
+            p.GetValue(loadJson))));
+        root.Subcommands.Add(load);
+
         return root;
     }
 
@@ -304,6 +358,32 @@ public static class TpcCommandLine
         result.AddError($"{option}: expected a non-negative number of seconds, got '{text}'");
         return null;
     }
+
+    private static Func<ArgumentResult, int> WholeNumber(int min, int max) => result =>
+    {
+        var text = result.Tokens.Count > 0 ? result.Tokens[0].Value : "";
+        if (int.TryParse(text, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var value) && value >= min && value <= max)
+        {
+            return value;
+        }
+
+        var option = (result.Parent as OptionResult)?.Option.Name ?? "value";
+        result.AddError($"{option}: expected a whole number from {min.ToString(CultureInfo.InvariantCulture)} to {max.ToString(CultureInfo.InvariantCulture)}, got '{text}'");
+        return 0;
+    };
+
+    private static Func<ArgumentResult, double> Fraction(double min, double max) => result =>
+    {
+        var text = result.Tokens.Count > 0 ? result.Tokens[0].Value : "";
+        if (double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var value) && value >= min && value <= max)
+        {
+            return value;
+        }
+
+        var option = (result.Parent as OptionResult)?.Option.Name ?? "value";
+        result.AddError($"{option}: expected a number from {min.ToString(CultureInfo.InvariantCulture)} to {max.ToString(CultureInfo.InvariantCulture)}, got '{text}'");
+        return 0;
+    };
 
     private static string Unknown(string token, bool atRoot, RootCommand root) =>
         token.StartsWith('-')

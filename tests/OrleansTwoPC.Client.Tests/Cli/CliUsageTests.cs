@@ -16,6 +16,7 @@ public sealed class CliUsageTests
         { "recover", ["<ID>", "--all", "--json"] },
         { "abort", ["<ID>", "--reason", "heuristic"] },
         { "check", ["--allow-in-flight", "--wait", "--sku", "--account", "--order-prefix", "--json"] },
+        { "load", ["--orders", "--concurrency", "--skus", "--accounts", "--no-seed", "--skew", "--abort-mix", "--lines", "--seed", "--run-id", "--json"] },
     };
 
     [Fact]
@@ -24,7 +25,7 @@ public sealed class CliUsageTests
         var result = await Tpc.RunAsync("--help");
 
         Assert.True(result.ExitCode == 0, result.ToString());
-        foreach (var command in new[] { "seed", "order", "stock", "balance", "in-doubt", "tx", "recover", "abort", "check" })
+        foreach (var command in new[] { "seed", "order", "stock", "balance", "in-doubt", "tx", "recover", "abort", "check", "load" })
         {
             Assert.Contains($"\n  {command} ", result.Out);
         }
