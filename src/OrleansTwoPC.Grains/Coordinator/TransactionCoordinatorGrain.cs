@@ -1,6 +1,8 @@
+using System.Diagnostics;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using OrleansTwoPC.Grains.Faults;
+using OrleansTwoPC.Grains.Telemetry;
 using OrleansTwoPC.Protocol;
 using OrleansTwoPC.Protocol.Coordinator;
 
@@ -65,6 +67,19 @@ public sealed class TransactionCoordinatorGrain : Grain, ITransactionCoordinator
 
     public async Task<OrderOutcome> PlaceOrder(OrderRequest order)
     {
+        // One trace per transaction: prepare, decision and phase two (and, with Orleans activity
+        // propagation, the participants' prepares) are children of this activity.
+        using var transaction = TwoPcTelemetry.ActivitySource.StartActivity(TwoPcTelemetry.TransactionActivity);
+        transaction?.SetTag(TwoPcTelemetry.TransactionTag, TransactionId);
+        var outcome = await PlaceOrderCore(order);
+        transaction?.SetTag("twopc.status", outcome.Status.ToString());
+        if (outcome.Status is OrderStatus.Rejected or OrderStatus.Unavailable or OrderStatus.InDoubt)
+            transaction?.SetStatus(ActivityStatusCode.Error, outcome.Reason);
+        return outcome;
+    }
+
+    private async Task<OrderOutcome> PlaceOrderCore(OrderRequest order)
+    {
         OrderPlan plan;
         try
         {
@@ -73,10 +88,14 @@ public sealed class TransactionCoordinatorGrain : Grain, ITransactionCoordinator
         catch (OrderValidationException ex)
         {
             _logger.LogWarning("Order rejected {TransactionId}: {Reason}", TransactionId, ex.Message);
+            TwoPcTelemetry.Rejected.Add(1);
             return OrderOutcome.Rejected(order?.OrderId ?? "", ex.Message);
         }
         if (plan.TransactionId != TransactionId)
+        {
+            TwoPcTelemetry.Rejected.Add(1);
             return OrderOutcome.Rejected(order.OrderId, $"order {order.OrderId} belongs to coordinator {plan.TransactionId}, not {TransactionId}");
+        }
 
         if (_machine.Phase == CoordinatorPhase.InDoubt) await Reload("resubmission after a failed decision write");
         if (_machine.Phase != CoordinatorPhase.Idle) return Resubmitted(plan);
@@ -96,6 +115,7 @@ public sealed class TransactionCoordinatorGrain : Grain, ITransactionCoordinator
         if (unknown is not null)
         {
             _logger.LogWarning("Order rejected {TransactionId}: {Reason}", TransactionId, unknown);
+            TwoPcTelemetry.Rejected.Add(1);
             return OrderOutcome.Rejected(order.OrderId, unknown);
         }
 
@@ -103,31 +123,59 @@ public sealed class TransactionCoordinatorGrain : Grain, ITransactionCoordinator
         var participants = Participants(plan);
         _logger.LogInformation("Begin {TransactionId}: {ParticipantCount} participants, amount {Amount}", TransactionId, participants.Count, plan.TotalAmount);
         var actions = _machine.Begin(plan.Fingerprint, participants, Now, Summary(plan));
+        var begun = Stopwatch.GetTimestamp();
+        TwoPcTelemetry.Started.Add(1);
         await _crashes.Check(CrashPoint.CoordinatorBeforeAnyPrepare, TransactionId);
-        actions = await CollectVotes(actions);
+        using (var prepare = TwoPcTelemetry.ActivitySource.StartActivity(TwoPcTelemetry.PrepareActivity))
+        {
+            prepare?.SetTag(TwoPcTelemetry.TransactionTag, TransactionId);
+            prepare?.SetTag("twopc.participants", participants.Count);
+            var prepareStarted = Stopwatch.GetTimestamp();
+            actions = await CollectVotes(actions);
+            TwoPcTelemetry.PrepareDuration.Record(TwoPcTelemetry.ElapsedMs(prepareStarted));
+        }
 
         var decision = actions.OfType<PersistDecision>().Single().Decision;
         await _crashes.Check(CrashPoint.CoordinatorAfterVotesBeforeDecision, TransactionId);
-        try
+        using (var decisionActivity = TwoPcTelemetry.ActivitySource.StartActivity(TwoPcTelemetry.DecisionActivity))
         {
-            _state.State = _machine.Record;
-            await _state.WriteStateAsync();
-        }
-        catch (Exception ex)
-        {
-            _machine.OnDecisionPersistFailed();
-            _logger.LogError(ex, "Decision write failed {TransactionId} ({Decision}); outcome in doubt until recovery", TransactionId, decision);
-            return new OrderOutcome(order.OrderId, TransactionId, OrderStatus.InDoubt,
-                $"the {decision} decision could not be made durable ({ex.GetType().Name}: {ex.Message}); recovery will finish the transaction",
-                ToVotes(_machine.Outcome()), plan.TotalAmount);
+            decisionActivity?.SetTag(TwoPcTelemetry.TransactionTag, TransactionId);
+            decisionActivity?.SetTag(TwoPcTelemetry.DecisionTag, decision.ToString());
+            var writeStarted = Stopwatch.GetTimestamp();
+            try
+            {
+                _state.State = _machine.Record;
+                await _state.WriteStateAsync();
+                TwoPcTelemetry.DecisionWriteDuration.Record(TwoPcTelemetry.ElapsedMs(writeStarted));
+            }
+            catch (Exception ex)
+            {
+                TwoPcTelemetry.DecisionWriteDuration.Record(TwoPcTelemetry.ElapsedMs(writeStarted));
+                TwoPcTelemetry.InDoubt.Add(1);
+                TwoPcTelemetry.TransactionDuration.Record(TwoPcTelemetry.ElapsedMs(begun));
+                decisionActivity?.SetStatus(ActivityStatusCode.Error, ex.Message);
+                return DecisionWriteFailed(order, plan, decision, ex);
+            }
         }
         _logger.LogInformation("Decision {Decision} written {TransactionId} {AbortReason}", decision, TransactionId, _machine.Record.AbortReason);
+        if (decision == Decision.Commit) TwoPcTelemetry.Committed.Add(1);
+        else TwoPcTelemetry.RecordAborted(_machine.Record.AbortReason);
 
         var afterDecision = _machine.OnDecisionPersisted();
         var reply = afterDecision.OfType<ReplyToClient>().Single();
         await _crashes.Check(CrashPoint.CoordinatorAfterDecisionBeforePhaseTwo, TransactionId);
         Execute(afterDecision);
+        TwoPcTelemetry.TransactionDuration.Record(TwoPcTelemetry.ElapsedMs(begun));
         return ToOrderOutcome(reply.Outcome, plan);
+    }
+
+    private OrderOutcome DecisionWriteFailed(OrderRequest order, OrderPlan plan, Decision decision, Exception ex)
+    {
+        _machine.OnDecisionPersistFailed();
+        _logger.LogError(ex, "Decision write failed {TransactionId} ({Decision}); outcome in doubt until recovery", TransactionId, decision);
+        return new OrderOutcome(order.OrderId, TransactionId, OrderStatus.InDoubt,
+            $"the {decision} decision could not be made durable ({ex.GetType().Name}: {ex.Message}); recovery will finish the transaction",
+            ToVotes(_machine.Outcome()), plan.TotalAmount);
     }
 
     public Task<TransactionReport> GetReport()
@@ -199,11 +247,13 @@ public sealed class TransactionCoordinatorGrain : Grain, ITransactionCoordinator
             _state.State = _machine.Record;
             await _state.WriteStateAsync();
             _machine.OnDecisionPersisted();
+            TwoPcTelemetry.RecordAborted(_machine.Record.AbortReason);
             return true;
         }
         catch (Exception ex)
         {
             _machine.OnDecisionPersistFailed();
+            TwoPcTelemetry.InDoubt.Add(1);
             _logger.LogError(ex, "Abort record write failed {TransactionId}; it will be reloaded", TransactionId);
             return false;
         }
@@ -302,6 +352,11 @@ public sealed class TransactionCoordinatorGrain : Grain, ITransactionCoordinator
 
     private async Task DeliverDecision(SendDecision send)
     {
+        // One phase-two span per participant delivery, from the first attempt to the acknowledgement (or hand-off).
+        using var phaseTwo = TwoPcTelemetry.ActivitySource.StartActivity(TwoPcTelemetry.PhaseTwoActivity);
+        phaseTwo?.SetTag(TwoPcTelemetry.TransactionTag, TransactionId);
+        phaseTwo?.SetTag(TwoPcTelemetry.ParticipantTag, send.Participant.ToString());
+        phaseTwo?.SetTag(TwoPcTelemetry.DecisionTag, send.Decision.ToString());
         try
         {
             while (true)
@@ -332,6 +387,7 @@ public sealed class TransactionCoordinatorGrain : Grain, ITransactionCoordinator
                 {
                     next = _machine.OnDecisionDeliveryFailed(send.Participant, send.Attempt);
                     var retry = next.OfType<SendDecision>().FirstOrDefault();
+                    if (retry is not null) TwoPcTelemetry.PhaseTwoRetries.Add(1);
                     _logger.LogWarning("{Decision} delivery failed {TransactionId} to {Participant} (attempt {Attempt}), retry in {RetryDelay}: {Error}",
                         send.Decision, TransactionId, send.Participant, send.Attempt, retry?.Delay, ex.GetBaseException().Message);
                 }
@@ -384,6 +440,7 @@ public sealed class TransactionCoordinatorGrain : Grain, ITransactionCoordinator
         if (record.Fingerprint != plan.Fingerprint)
         {
             _logger.LogWarning("Order rejected {TransactionId}: resubmitted with different content", TransactionId);
+            TwoPcTelemetry.Rejected.Add(1);
             return OrderOutcome.Rejected(plan.Order.OrderId, $"order id {plan.Order.OrderId} was already used for an order with different content");
         }
         _logger.LogInformation("Resubmission {TransactionId}: returning the recorded outcome {Decision}", TransactionId, record.Decision);

@@ -1,6 +1,8 @@
+using System.Diagnostics;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using OrleansTwoPC.Grains.Faults;
+using OrleansTwoPC.Grains.Telemetry;
 using OrleansTwoPC.Protocol;
 using OrleansTwoPC.Protocol.Participant;
 
@@ -56,6 +58,17 @@ public abstract class ParticipantGrain<TResource, TWork> : Grain where TResource
     }
 
     protected async Task<VoteReply> PrepareCore(string transactionId, TWork work, DateTimeOffset deadline)
+    {
+        // With Orleans activity propagation this is a child of the coordinator's "twopc.prepare" span.
+        using var activity = TwoPcTelemetry.ActivitySource.StartActivity(TwoPcTelemetry.ParticipantPrepareActivity, ActivityKind.Internal);
+        activity?.SetTag(TwoPcTelemetry.TransactionTag, transactionId);
+        activity?.SetTag(TwoPcTelemetry.ParticipantTag, ParticipantName);
+        var reply = await PrepareVote(transactionId, work, deadline);
+        activity?.SetTag("twopc.vote", reply.Yes ? "yes" : "no");
+        return reply;
+    }
+
+    private async Task<VoteReply> PrepareVote(string transactionId, TWork work, DateTimeOffset deadline)
     {
         await EnsureLoaded();
         Logger.LogDebug("Prepare received {TransactionId} at {Participant}, deadline {Deadline:O}", transactionId, ParticipantName, deadline);

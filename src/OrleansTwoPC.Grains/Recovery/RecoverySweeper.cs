@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Logging;
+using OrleansTwoPC.Grains.Telemetry;
 using OrleansTwoPC.Protocol;
 
 namespace OrleansTwoPC.Grains.Recovery;
@@ -56,6 +57,8 @@ public sealed class RecoverySweeper(IGrainFactory grains, IRecoveryCatalog catal
             logger.LogInformation("Recovery sweep: {Coordinators} coordinators resumed, {Participants} participants asked, {Resolved} in-doubt transactions settled, {Errors} errors",
                 resumed, participants.Count, resolved, errors.Count);
         foreach (var error in errors) logger.LogWarning("Recovery sweep error: {Error}", error);
+        TwoPcTelemetry.RecoveryRuns.Add(1);
+        if (resolved > 0) TwoPcTelemetry.RecoveryResolved.Add(resolved);
         return new RecoveryReport(resumed, participants.Count, resolved, errors);
     }
 }

@@ -7,6 +7,10 @@ using OrleansTwoPC.Protocol;
 using Orleans.Configuration;
 using Orleans.Storage;
 using OrleansTwoPC.Grains.Recovery;
+using OrleansTwoPC.Grains.Telemetry;
+using OpenTelemetry.Metrics;
+using OpenTelemetry.Resources;
+using OpenTelemetry.Trace;
 using OrleansTwoPC.Storage;
 using OrleansTwoPC.Storage.Records;
 
@@ -18,6 +22,10 @@ public static class TwoPhaseCommitSiloExtensions
     public const string AdoNetInvariant = "Npgsql";
     public const string ProtocolSection = "TwoPC:Protocol";
     public const string RecoverySection = "TwoPC:Recovery";
+    public const string TelemetrySection = "TwoPC:Telemetry";
+
+    /// <summary>Orleans' own activity sources (grain calls), exported together with ours so traces are complete.</summary>
+    public static readonly string[] OrleansActivitySources = ["Microsoft.Orleans.Runtime", "Microsoft.Orleans.Application"];
 
     /// <summary>
     /// Registers one grain storage provider per service, each on its own database, reminders on the
@@ -61,7 +69,52 @@ public static class TwoPhaseCommitSiloExtensions
         silo.Services.AddSingleton<IRecoveryCatalog, PostgresRecoveryCatalog>();
         silo.Services.AddSingleton<RecoverySweeper>();
         silo.AddStartupTask<RecoveryAgentStartup>();
+
+        // Trace context flows across grain calls (coordinator -> participants). Clients that want their
+        // calls in the same trace call clientBuilder.AddActivityPropagation() too.
+        silo.AddActivityPropagation();
+        AddTelemetryExporters(silo.Services, configuration);
         return silo;
+    }
+
+    /// <summary>
+    /// Exporters are off by default: the meter and activity source always exist (and cost nothing without
+    /// listeners); <c>TwoPC:Telemetry:Exporter</c> = console or otlp (with <c>TwoPC:Telemetry:OtlpEndpoint</c>)
+    /// registers an OpenTelemetry SDK pipeline for metrics and traces.
+    /// </summary>
+    public static void AddTelemetryExporters(IServiceCollection services, IConfiguration configuration)
+    {
+        var section = configuration.GetSection(TelemetrySection);
+        var exporter = (section["Exporter"] ?? "none").Trim().ToLowerInvariant();
+        var endpoint = section["OtlpEndpoint"];
+        switch (exporter)
+        {
+            case "" or "none":
+                return;
+            case "console" or "otlp":
+                break;
+            default:
+                throw new InvalidOperationException($"{TelemetrySection}:Exporter must be none, console or otlp, not '{section["Exporter"]}'");
+        }
+        Uri? otlpEndpoint = null;
+        if (exporter == "otlp" && !string.IsNullOrWhiteSpace(endpoint) && !Uri.TryCreate(endpoint, UriKind.Absolute, out otlpEndpoint))
+            throw new InvalidOperationException($"{TelemetrySection}:OtlpEndpoint is not an absolute URI: '{endpoint}'");
+
+        services.AddOpenTelemetry()
+            .ConfigureResource(r => r.AddService("OrleansTwoPC.Silo"))
+            .WithMetrics(m =>
+            {
+                m.AddMeter(TwoPcTelemetry.MeterName);
+                if (exporter == "console") m.AddConsoleExporter();
+                else m.AddOtlpExporter(o => { if (otlpEndpoint is not null) o.Endpoint = otlpEndpoint; });
+            })
+            .WithTracing(t =>
+            {
+                t.AddSource(TwoPcTelemetry.ActivitySourceName);
+                t.AddSource(OrleansActivitySources);
+                if (exporter == "console") t.AddConsoleExporter();
+                else t.AddOtlpExporter(o => { if (otlpEndpoint is not null) o.Endpoint = otlpEndpoint; });
+            });
     }
 
     private static void AddStorage(ISiloBuilder silo, string name, string connectionString)
