@@ -13,22 +13,26 @@ using Serilog.Extensions.Logging;
 // Usage:
 //   OrleansTwoPC.Silo demo [--TwoPC:Demo:Concurrency=32 ...]   seeds, runs concurrent orders, reconciles (the main job)
 //   OrleansTwoPC.Silo serve                                    runs a silo until Ctrl+C
+//   OrleansTwoPC.Silo cluster-demo                             2 silo processes, one SIGKILLed mid-run and replaced, recovery, reconciliation
 // With no connection string configured, an embedded throwaway PostgreSQL is started and removed on exit.
 var command = args.FirstOrDefault(a => !a.StartsWith('-')) ?? "demo";
 var settings = args.Where(a => a != command).ToArray();
-if (command is "help" or "-h" or "--help")
+if (command is "help" || args.Any(a => a is "-h" or "--help"))
 {
-    Console.WriteLine("usage: OrleansTwoPC.Silo [demo|serve] [--Key=Value ...]");
+    Console.WriteLine("usage: OrleansTwoPC.Silo [demo|serve|cluster-demo] [--Key=Value ...]");
     Console.WriteLine("  demo   start a silo, seed, place concurrent orders (some abort), print outcomes and a reconciliation");
     Console.WriteLine("  serve  run a silo until stopped");
+    Console.WriteLine("  cluster-demo  start 2 silo processes, stream orders, SIGKILL and replace one silo mid-run, wait for recovery, reconcile");
     Console.WriteLine("configuration: appsettings.json, environment (ConnectionStrings__PostgresServer=...), --ConnectionStrings:PostgresServer=...");
     return 0;
 }
-if (command is not ("demo" or "serve"))
+if (command is not ("demo" or "serve" or "cluster-demo"))
 {
-    Console.Error.WriteLine($"unknown command '{command}' (expected demo or serve; see --help)");
+    Console.Error.WriteLine($"unknown command '{command}' (expected demo, serve or cluster-demo; see --help)");
     return 2;
 }
+if (command == "cluster-demo")
+    return await RunClusterDemoAsync(settings);
 
 // appsettings.json is read from beside the executable, so the command works from any directory.
 var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { Args = settings, ContentRootPath = AppContext.BaseDirectory });
@@ -95,4 +99,43 @@ catch (Exception ex)
 finally
 {
     await Log.CloseAndFlushAsync();
+}
+
+// The cluster demo runs no silo in this process: it starts PostgreSQL (unless configured), launches silo
+// processes of this executable and talks to them as an Orleans client.
+static async Task<int> RunClusterDemoAsync(string[] settings)
+{
+    var configuration = new ConfigurationBuilder()
+        .SetBasePath(AppContext.BaseDirectory)
+        .AddJsonFile("appsettings.json", optional: true)
+        .AddEnvironmentVariables()
+        .AddCommandLine(settings)
+        .Build();
+    Log.Logger = new LoggerConfiguration().MinimumLevel.Warning()
+        .WriteTo.Console(outputTemplate: "[{Timestamp:HH:mm:ss.fff} {Level:u3}] {SourceContext}: {Message:lj}{NewLine}{Exception}")
+        .CreateLogger();
+    using var cancel = new CancellationTokenSource();
+    Console.CancelKeyPress += (_, e) => { e.Cancel = true; cancel.Cancel(); };
+    using var sigterm = System.Runtime.InteropServices.PosixSignalRegistration.Create(
+        System.Runtime.InteropServices.PosixSignal.SIGTERM, context => { context.Cancel = true; cancel.Cancel(); });
+    try
+    {
+        var logger = new SerilogLoggerFactory(Log.Logger).CreateLogger("OrleansTwoPC.ClusterDemo");
+        return await ClusterDemo.RunAsync(configuration, logger, Console.Out, cancel.Token);
+    }
+    catch (OperationCanceledException) when (cancel.IsCancellationRequested)
+    {
+        Console.Error.WriteLine("cancelled; child processes and databases cleaned up");
+        return 130;
+    }
+    catch (Exception ex)
+    {
+        Console.Error.WriteLine($"error: {ex.GetBaseException().Message}");
+        Console.WriteLine($"RESULT: FAILED - {ex.GetBaseException().Message}");
+        return 1;
+    }
+    finally
+    {
+        await Log.CloseAndFlushAsync();
+    }
 }

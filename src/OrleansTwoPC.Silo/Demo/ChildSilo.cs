@@ -1,0 +1,184 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using Npgsql;
+
+namespace OrleansTwoPC.Silo.Demo;
+
+/// <summary>
+/// A silo of the cluster demo in its own OS process: this same executable run as
+/// <c>dotnet OrleansTwoPC.Silo.dll serve --Key=Value ...</c>. Its console output is kept (last lines) for
+/// diagnostics. <see cref="Kill"/> is SIGKILL: no shutdown code runs in the child.
+/// </summary>
+public sealed class ChildSilo : IAsyncDisposable
+{
+    /// <summary>Orleans membership status "Active" in <c>orleansmembershiptable.status</c>.</summary>
+    public const int ActiveStatus = 3;
+
+    private const int KeptLines = 200;
+
+    private readonly Process _process;
+    private readonly ConcurrentQueue<string> _output = new();
+    private readonly string _coordinatorDatabase;
+    private readonly string _clusterId;
+
+    private ChildSilo(string name, Process process, int siloPort, int gatewayPort, string coordinatorDatabase, string clusterId)
+    {
+        Name = name;
+        _process = process;
+        SiloPort = siloPort;
+        GatewayPort = gatewayPort;
+        _coordinatorDatabase = coordinatorDatabase;
+        _clusterId = clusterId;
+    }
+
+    public string Name { get; }
+    public int SiloPort { get; }
+    public int GatewayPort { get; }
+    public int Pid { get; private set; }
+    public bool HasExited => _process.HasExited;
+
+    public static ChildSilo Start(string name, string adminConnectionString, string prefix, string clusterId, string serviceId, string coordinatorDatabase)
+    {
+        var siloPort = FreePort();
+        var gatewayPort = FreePort();
+        var settings = new Dictionary<string, string>
+        {
+            ["ConnectionStrings:PostgresServer"] = adminConnectionString,
+            ["TwoPC:DatabasePrefix"] = prefix,
+            ["TwoPC:ClusterId"] = clusterId,
+            ["TwoPC:ServiceId"] = serviceId,
+            ["TwoPC:SiloPort"] = siloPort.ToString(),
+            ["TwoPC:GatewayPort"] = gatewayPort.ToString(),
+            ["TwoPC:AdvertisedIp"] = "127.0.0.1",
+            // Declare a dead silo within a few seconds.
+            ["Orleans:Membership:ProbeTimeout"] = "00:00:01",
+            ["Orleans:Membership:NumMissedProbesLimit"] = "1",
+            ["Orleans:Membership:NumVotesForDeathDeclaration"] = "1",
+            ["Orleans:Membership:TableRefreshTimeout"] = "00:00:02",
+            ["Orleans:Membership:DeathVoteExpirationTimeout"] = "00:00:10",
+            ["Orleans:Membership:IAmAliveTablePublishTimeout"] = "00:00:05",
+            ["Orleans:Messaging:ResponseTimeout"] = "00:00:10",
+            // Fast recovery: sweep every 2 s, in-doubt participants ask after 4 s.
+            ["TwoPC:Recovery:SweepInterval"] = "00:00:02",
+            ["TwoPC:Recovery:CoordinatorGrace"] = "00:00:02",
+            ["TwoPC:Protocol:InDoubtTimeout"] = "00:00:04",
+            ["TwoPC:Protocol:PrepareTimeout"] = "00:00:02",
+            ["TwoPC:Protocol:RetryBaseDelay"] = "00:00:00.050",
+            ["TwoPC:Protocol:RetryMaxDelay"] = "00:00:01",
+            ["TwoPC:Logging:ConsoleLevel"] = "Warning",
+            ["TwoPC:Logging:JsonFile"] = "",
+        };
+
+        var start = new ProcessStartInfo(DotnetHost())
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+            WorkingDirectory = AppContext.BaseDirectory,
+        };
+        start.ArgumentList.Add(typeof(ChildSilo).Assembly.Location);
+        start.ArgumentList.Add("serve");
+        foreach (var (key, value) in settings) start.ArgumentList.Add($"--{key}={value}");
+        // Nothing from this environment may redirect the child to other databases or another cluster.
+        foreach (var key in start.Environment.Keys.Where(k => k.StartsWith("ConnectionStrings__", StringComparison.OrdinalIgnoreCase) || k.StartsWith("TwoPC__", StringComparison.OrdinalIgnoreCase)).ToList())
+            start.Environment.Remove(key);
+
+        var process = new Process { StartInfo = start, EnableRaisingEvents = true };
+        var silo = new ChildSilo(name, process, siloPort, gatewayPort, coordinatorDatabase, clusterId);
+        process.OutputDataReceived += (_, e) => silo.Keep(e.Data);
+        process.ErrorDataReceived += (_, e) => silo.Keep(e.Data is null ? null : "[stderr] " + e.Data);
+        if (!process.Start()) throw new InvalidOperationException($"could not start silo process {name}");
+        silo.Pid = process.Id;
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        return silo;
+    }
+
+    /// <summary>The child's last console lines.</summary>
+    public IReadOnlyList<string> LastLines(int count) => _output.TakeLast(count).ToList();
+
+    /// <summary>SIGKILL: the process dies at once, without any shutdown.</summary>
+    public void Kill()
+    {
+        if (!_process.HasExited) _process.Kill(entireProcessTree: true);
+    }
+
+    /// <summary>Waits until this silo is Active in the cluster's membership table.</summary>
+    public async Task WaitActiveAsync(TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        Exception? lastError = null;
+        while (true)
+        {
+            if (_process.HasExited)
+                throw new InvalidOperationException($"silo process {Name} (pid {Pid}) exited with code {_process.ExitCode} before becoming active");
+            try
+            {
+                if (await IsActiveAsync(cancellationToken)) return;
+            }
+            catch (Exception ex) when (ex is NpgsqlException or InvalidOperationException)
+            {
+                lastError = ex; // the membership table may not exist yet
+            }
+            if (DateTime.UtcNow > deadline)
+                throw new TimeoutException($"silo process {Name} (pid {Pid}) not active within {timeout.TotalSeconds:0} s (last error: {lastError?.Message})");
+            await Task.Delay(200, cancellationToken);
+        }
+    }
+
+    private async Task<bool> IsActiveAsync(CancellationToken cancellationToken)
+    {
+        await using var connection = new NpgsqlConnection(_coordinatorDatabase);
+        await connection.OpenAsync(cancellationToken);
+        await using var command = new NpgsqlCommand(
+            "SELECT count(*) FROM orleansmembershiptable WHERE deploymentid = @cluster AND port = @port AND status = @active", connection);
+        command.Parameters.AddWithValue("cluster", _clusterId);
+        command.Parameters.AddWithValue("port", SiloPort);
+        command.Parameters.AddWithValue("active", ActiveStatus);
+        return (long)(await command.ExecuteScalarAsync(cancellationToken))! > 0;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        try
+        {
+            if (!_process.HasExited) _process.Kill(entireProcessTree: true);
+            await _process.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(10));
+        }
+        catch
+        {
+            // best effort: the process is gone or going
+        }
+        finally
+        {
+            _process.Dispose();
+        }
+    }
+
+    private void Keep(string? line)
+    {
+        if (line is null) return;
+        _output.Enqueue(line);
+        while (_output.Count > KeptLines) _output.TryDequeue(out _);
+    }
+
+    private static int FreePort()
+    {
+        var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        try { return ((IPEndPoint)listener.LocalEndpoint).Port; }
+        finally { listener.Stop(); }
+    }
+
+    /// <summary>The dotnet host running this process if it is one, else DOTNET_HOST_PATH, else "dotnet" from PATH.</summary>
+    private static string DotnetHost()
+    {
+        var current = Environment.ProcessPath;
+        if (current is not null && Path.GetFileNameWithoutExtension(current) == "dotnet") return current;
+        var fromSdk = Environment.GetEnvironmentVariable("DOTNET_HOST_PATH");
+        if (!string.IsNullOrEmpty(fromSdk) && File.Exists(fromSdk)) return fromSdk;
+        return "dotnet";
+    }
+}
