@@ -71,7 +71,7 @@ public static class TpcCommandLine
         catch (Exception ex)
         {
             // The handlers catch everything; this is the last line of defence against a stack trace.
-            error.WriteLine($"tpc: failed: {Output.OneLine(ex.GetBaseException().Message)}");
+            error.WriteLine($"tpc: failed: {Output.OneLine(ServiceAvailability.Describe(ex.GetBaseException().Message))}");
             return ExitCodes.Failure;
         }
     }

@@ -4,6 +4,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Orleans.Configuration;
+using OrleansTwoPC.Grains.Placement;
 using OrleansTwoPC.Silo.Demo;
 using OrleansTwoPC.Silo.Hosting;
 using OrleansTwoPC.Storage;
@@ -24,6 +25,8 @@ if (command is "help" || args.Any(a => a is "-h" or "--help"))
     Console.WriteLine("  serve  run a silo until stopped");
     Console.WriteLine("  cluster-demo  start 2 silo processes, stream orders, SIGKILL and replace one silo mid-run, wait for recovery, reconcile");
     Console.WriteLine("configuration: appsettings.json, environment (ConnectionStrings__PostgresServer=...), --ConnectionStrings:PostgresServer=...");
+    Console.WriteLine("  --TwoPC:Roles=all|coordinator,inventory,payment,shipping   services this silo hosts (default all)");
+    Console.WriteLine("  --TwoPC:Dashboard:Enabled=true [--TwoPC:Dashboard:Port=8080 --TwoPC:Dashboard:Host=127.0.0.1]   Orleans Dashboard");
     return 0;
 }
 if (command is not ("demo" or "serve" or "cluster-demo"))
@@ -35,7 +38,8 @@ if (command == "cluster-demo")
     return await RunClusterDemoAsync(settings);
 
 // appsettings.json is read from beside the executable, so the command works from any directory.
-var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { Args = settings, ContentRootPath = AppContext.BaseDirectory });
+// With the Orleans Dashboard on, the silo runs inside an ASP.NET Core host that serves it.
+var builder = SiloHostBuilder.Create(settings);
 Log.Logger = LoggingSetup.Configure(new LoggerConfiguration(), builder.Configuration).CreateLogger();
 builder.Services.AddSerilog();
 using var cancel = new CancellationTokenSource();
@@ -64,9 +68,10 @@ try
             builder.Configuration.GetValue("TwoPC:SiloPort", 11111),
             builder.Configuration.GetValue("TwoPC:GatewayPort", 30000));
         silo.AddTwoPhaseCommit(databases, builder.Configuration);
+        SiloHostBuilder.AddDashboardIfEnabled(silo, builder);
     });
 
-    using var host = builder.Build();
+    using var host = SiloHostBuilder.Build(builder);
     await host.StartAsync(cancel.Token);
     int exitCode = 0;
     if (command == "demo")
@@ -79,6 +84,9 @@ try
     {
         if (postgres.Source == PostgresSource.Embedded)
             Console.WriteLine($"Embedded PostgreSQL: tpc --ConnectionStrings:PostgresServer=\"{postgres.ServerConnectionString}\" ...");
+        Console.WriteLine($"Silo running with roles: {ServiceRoles.Normalize(builder.Configuration[ServiceRoles.ConfigurationKey])}");
+        if (SiloHostBuilder.DashboardUrl(builder.Configuration) is { } dashboard)
+            Console.WriteLine($"Orleans Dashboard: {dashboard}");
         Console.WriteLine("Silo running; Ctrl+C or SIGTERM stops it gracefully");
         // The host's console lifetime turns SIGTERM and Ctrl+C into a graceful stop.
         await host.WaitForShutdownAsync(CancellationToken.None);

@@ -31,6 +31,7 @@ public sealed class DeploymentFilesTests
         "TwoPC__SiloPort",
         "TwoPC__GatewayPort",
         "TwoPC__AdvertisedIp",
+        "TwoPC__Roles",
     ];
 
     private static readonly string[] SiloKeyPrefixes =
@@ -118,6 +119,34 @@ public sealed class DeploymentFilesTests
         var client = Map(Services()[ClientService]);
         Assert.Equal("src/OrleansTwoPC.Client/Dockerfile", Scalar(Map(client["build"]), "dockerfile"));
         Assert.Equal(["dotnet", "tpc.dll"], Strings(client["entrypoint"]));
+    }
+
+    [Fact]
+    public void Every_service_role_has_its_own_silo()
+    {
+        // The silo host accepts these roles (ServiceRoles in the grains project); "all" or none means every role.
+        string[] roles = ["coordinator", "inventory", "payment", "shipping"];
+        var byRole = roles.ToDictionary(r => r, _ => new List<string>());
+        foreach (var (name, silo) in SiloServices())
+        {
+            var environment = Environment(silo);
+            var setting = environment.TryGetValue("TwoPC__Roles", out var value) ? Resolve(value) : null;
+            var siloRoles = string.IsNullOrWhiteSpace(setting) || setting == "all"
+                ? roles
+                : setting.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+            foreach (var role in siloRoles)
+            {
+                Assert.True(byRole.ContainsKey(role), $"{name}: unknown role '{role}' in TwoPC__Roles");
+                byRole[role].Add(name);
+            }
+        }
+
+        foreach (var (role, silos) in byRole)
+        {
+            Assert.True(silos.Count >= 1, $"no silo hosts the {role} service");
+        }
+
+        Assert.True(SiloServices().Count >= 4, "a silo per service role");
     }
 
     [Fact]

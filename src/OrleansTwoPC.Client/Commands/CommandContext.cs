@@ -73,7 +73,7 @@ public sealed class CommandContext : IAsyncDisposable
         catch (Exception ex)
         {
             var inner = ex.GetBaseException();
-            error.WriteLine($"tpc {command}: failed: {Output.OneLine(inner.Message)}");
+            error.WriteLine($"tpc {command}: failed: {Output.OneLine(ServiceAvailability.Describe(inner.Message))}");
             return ExitCodes.Failure;
         }
         finally

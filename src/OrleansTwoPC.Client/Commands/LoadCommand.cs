@@ -293,7 +293,7 @@ public static class LoadCommand
                     }
                     catch (Exception ex) when (ex is not OperationCanceledException)
                     {
-                        throw CliException.Failed($"seeding failed: {item.What} not set: {Output.OneLine(ex.GetBaseException().Message)} (use --no-seed to skip seeding)", ex);
+                        throw CliException.Failed($"seeding failed: {item.What} not set: {Output.OneLine(ServiceAvailability.Describe(ex.GetBaseException().Message))} (use --no-seed to skip seeding)", ex);
                     }
                 });
         }

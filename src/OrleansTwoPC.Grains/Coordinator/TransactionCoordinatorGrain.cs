@@ -1,3 +1,4 @@
+using OrleansTwoPC.Grains.Placement;
 using System.Diagnostics;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -14,6 +15,7 @@ namespace OrleansTwoPC.Grains.Coordinator;
 /// the decision with a versioned write before anybody hears it, answers the caller, and delivers the
 /// decision in the background until every participant acknowledged.
 /// </summary>
+[ServiceRolePlacement(ServiceRoles.Coordinator)]
 public sealed class TransactionCoordinatorGrain : Grain, ITransactionCoordinatorGrain
 {
     private readonly IPersistentState<CoordinatorRecord> _state;

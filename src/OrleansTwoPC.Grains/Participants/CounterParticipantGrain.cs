@@ -1,3 +1,4 @@
+using OrleansTwoPC.Grains.Placement;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using OrleansTwoPC.Grains.Faults;
@@ -44,6 +45,7 @@ public abstract class CounterParticipantGrain : ParticipantGrain<EscrowCounter, 
     }
 }
 
+[ServiceRolePlacement(ServiceRoles.Inventory)]
 public sealed class InventoryGrain(
     [PersistentState(StateNames.Inventory, StorageNames.Inventory)] IPersistentState<ParticipantRecord<EscrowCounter, long>> state,
     IOptions<ProtocolOptions> options,
@@ -63,6 +65,7 @@ public sealed class InventoryGrain(
     public Task<CounterSnapshot> GetSnapshot() => Snapshot();
 }
 
+[ServiceRolePlacement(ServiceRoles.Payment)]
 public sealed class PaymentAccountGrain(
     [PersistentState(StateNames.Payment, StorageNames.Payments)] IPersistentState<ParticipantRecord<EscrowCounter, long>> state,
     IOptions<ProtocolOptions> options,

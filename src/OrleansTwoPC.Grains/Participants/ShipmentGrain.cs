@@ -1,3 +1,4 @@
+using OrleansTwoPC.Grains.Placement;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using OrleansTwoPC.Grains.Faults;
@@ -7,6 +8,7 @@ using OrleansTwoPC.Protocol.Resources;
 
 namespace OrleansTwoPC.Grains.Participants;
 
+[ServiceRolePlacement(ServiceRoles.Shipping)]
 public sealed class ShipmentGrain(
     [PersistentState(StateNames.Shipment, StorageNames.Shipping)] IPersistentState<ParticipantRecord<ShipmentRecord, ShipmentDetails>> state,
     IOptions<ProtocolOptions> options,

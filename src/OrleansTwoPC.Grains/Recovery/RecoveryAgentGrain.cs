@@ -1,3 +1,4 @@
+using OrleansTwoPC.Grains.Placement;
 using Orleans.Runtime;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -10,6 +11,7 @@ namespace OrleansTwoPC.Grains.Recovery;
 /// so unfinished transactions are found and finished after any silo's death without a per-transaction
 /// reminder (which would cost two writes per transaction).
 /// </summary>
+[ServiceRolePlacement(ServiceRoles.Coordinator)]
 public sealed class RecoveryAgentGrain(
     RecoverySweeper sweeper,
     IOptions<RecoveryOptions> recovery,

@@ -1,8 +1,10 @@
+using OrleansTwoPC.Grains.Placement;
 using Microsoft.Extensions.Logging;
 
 namespace OrleansTwoPC.Grains.Recovery;
 
 /// <summary>Operators' entry point (key 0): list, inspect, recover, and heuristically abort transactions.</summary>
+[ServiceRolePlacement(ServiceRoles.Coordinator)]
 public sealed class TransactionAdminGrain(
     IRecoveryCatalog catalog,
     RecoverySweeper sweeper,

@@ -16,15 +16,31 @@ public sealed class ChildSilo : IAsyncDisposable
     /// <summary>Orleans membership status "Active" in <c>orleansmembershiptable.status</c>.</summary>
     public const int ActiveStatus = 3;
 
-    private const int KeptLines = 200;
+    public const int DefaultKeptLines = 200;
+
+    // Children of this process, killed when it exits whatever happened (no orphaned silos after a crash of the parent).
+    private static readonly ConcurrentDictionary<int, Process> Running = new();
+
+    static ChildSilo()
+    {
+        AppDomain.CurrentDomain.ProcessExit += (_, _) =>
+        {
+            foreach (var process in Running.Values)
+            {
+                try { if (!process.HasExited) process.Kill(entireProcessTree: true); } catch { /* best effort */ }
+            }
+        };
+    }
 
     private readonly Process _process;
+    private readonly int _keptLines;
     private readonly ConcurrentQueue<string> _output = new();
     private readonly string _coordinatorDatabase;
     private readonly string _clusterId;
 
-    private ChildSilo(string name, Process process, int siloPort, int gatewayPort, string coordinatorDatabase, string clusterId)
+    private ChildSilo(string name, Process process, int siloPort, int gatewayPort, string coordinatorDatabase, string clusterId, int keptLines)
     {
+        _keptLines = keptLines;
         Name = name;
         _process = process;
         SiloPort = siloPort;
@@ -39,7 +55,10 @@ public sealed class ChildSilo : IAsyncDisposable
     public int Pid { get; private set; }
     public bool HasExited => _process.HasExited;
 
-    public static ChildSilo Start(string name, string adminConnectionString, string prefix, string clusterId, string serviceId, string coordinatorDatabase)
+    /// <param name="overrides">Settings added to or replacing the defaults below (e.g. <c>TwoPC:Roles</c>).</param>
+    /// <param name="keptLines">How many of the child's last console lines to keep.</param>
+    public static ChildSilo Start(string name, string adminConnectionString, string prefix, string clusterId, string serviceId, string coordinatorDatabase,
+        IReadOnlyDictionary<string, string>? overrides = null, int keptLines = DefaultKeptLines)
     {
         var siloPort = FreePort();
         var gatewayPort = FreePort();
@@ -70,6 +89,7 @@ public sealed class ChildSilo : IAsyncDisposable
             ["TwoPC:Logging:ConsoleLevel"] = "Warning",
             ["TwoPC:Logging:JsonFile"] = "",
         };
+        foreach (var (key, value) in overrides ?? new Dictionary<string, string>()) settings[key] = value;
 
         var start = new ProcessStartInfo(DotnetHost())
         {
@@ -86,11 +106,13 @@ public sealed class ChildSilo : IAsyncDisposable
             start.Environment.Remove(key);
 
         var process = new Process { StartInfo = start, EnableRaisingEvents = true };
-        var silo = new ChildSilo(name, process, siloPort, gatewayPort, coordinatorDatabase, clusterId);
+        var silo = new ChildSilo(name, process, siloPort, gatewayPort, coordinatorDatabase, clusterId, keptLines);
         process.OutputDataReceived += (_, e) => silo.Keep(e.Data);
         process.ErrorDataReceived += (_, e) => silo.Keep(e.Data is null ? null : "[stderr] " + e.Data);
         if (!process.Start()) throw new InvalidOperationException($"could not start silo process {name}");
         silo.Pid = process.Id;
+        Running[process.Id] = process;
+        silo.Note($"started pid {process.Id}: silo port {siloPort}, gateway port {gatewayPort}");
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
         return silo;
@@ -99,10 +121,15 @@ public sealed class ChildSilo : IAsyncDisposable
     /// <summary>The child's last console lines.</summary>
     public IReadOnlyList<string> LastLines(int count) => _output.TakeLast(count).ToList();
 
+    /// <summary>Adds a line of the parent's own to the kept output (what happened to the child, and when).</summary>
+    public void Note(string line) => Keep($"[parent {DateTime.UtcNow:HH:mm:ss.fff}] {line}");
+
     /// <summary>SIGKILL: the process dies at once, without any shutdown.</summary>
     public void Kill()
     {
-        if (!_process.HasExited) _process.Kill(entireProcessTree: true);
+        if (_process.HasExited) return;
+        Note("SIGKILL");
+        _process.Kill(entireProcessTree: true);
     }
 
     /// <summary>Waits until this silo is Active in the cluster's membership table.</summary>
@@ -153,6 +180,7 @@ public sealed class ChildSilo : IAsyncDisposable
         }
         finally
         {
+            Running.TryRemove(Pid, out _);
             _process.Dispose();
         }
     }
@@ -161,10 +189,10 @@ public sealed class ChildSilo : IAsyncDisposable
     {
         if (line is null) return;
         _output.Enqueue(line);
-        while (_output.Count > KeptLines) _output.TryDequeue(out _);
+        while (_output.Count > _keptLines) _output.TryDequeue(out _);
     }
 
-    private static int FreePort()
+    public static int FreePort()
     {
         var listener = new TcpListener(IPAddress.Loopback, 0);
         listener.Start();

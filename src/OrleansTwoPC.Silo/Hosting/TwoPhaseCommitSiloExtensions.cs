@@ -6,7 +6,10 @@ using OrleansTwoPC.Grains.Faults;
 using OrleansTwoPC.Protocol;
 using Orleans.Configuration;
 using Orleans.Storage;
+using OrleansTwoPC.Grains.Placement;
 using OrleansTwoPC.Grains.Recovery;
+using Orleans.Placement;
+using Orleans.Runtime.MembershipService.SiloMetadata;
 using OrleansTwoPC.Grains.Telemetry;
 using OpenTelemetry.Metrics;
 using OpenTelemetry.Resources;
@@ -60,6 +63,14 @@ public static class TwoPhaseCommitSiloExtensions
         // Membership, messaging and collection can be tuned from configuration (tests detect dead silos fast).
         silo.Services.Configure<ClusterMembershipOptions>(configuration.GetSection("Orleans:Membership"));
         silo.Services.Configure<SiloMessagingOptions>(configuration.GetSection("Orleans:Messaging"));
+
+        // Service roles: every silo publishes its roles as silo metadata; participant and coordinator grains
+        // carry a placement filter that keeps them on silos of their role.
+        var roles = ServiceRoles.Normalize(configuration[ServiceRoles.ConfigurationKey]);
+        silo.UseSiloMetadata(new Dictionary<string, string> { [ServiceRoles.MetadataKey] = roles });
+        silo.Services.AddSingleton(new LocalSiloRoles(roles));
+        // Transient: Orleans initialises one strategy instance per grain type with that type's role.
+        silo.Services.AddPlacementFilter<ServiceRolePlacementFilterStrategy, ServiceRolePlacementFilterDirector>(ServiceLifetime.Transient);
 
         silo.Services.TryAddSingleton(TimeProvider.System);
         silo.Services.AddSingleton<FaultInjector>();
@@ -130,8 +141,14 @@ public static class TwoPhaseCommitSiloExtensions
     }
 }
 
-/// <summary>Makes sure the cluster's recovery reminder exists as soon as a silo is up.</summary>
-internal sealed class RecoveryAgentStartup(IGrainFactory grains) : IStartupTask
+/// <summary>
+/// Makes sure the cluster's recovery reminder exists as soon as a coordinator silo is up. Silos of the
+/// other roles skip it: the agent lives with the coordinators and may have no silo to run on yet.
+/// </summary>
+internal sealed class RecoveryAgentStartup(IGrainFactory grains, LocalSiloRoles roles) : IStartupTask
 {
-    public Task Execute(CancellationToken cancellationToken) => grains.GetGrain<IRecoveryAgentGrain>(0).EnsureScheduled();
+    public Task Execute(CancellationToken cancellationToken) =>
+        ServiceRoles.Hosts(roles.Roles, ServiceRoles.Coordinator)
+            ? grains.GetGrain<IRecoveryAgentGrain>(0).EnsureScheduled()
+            : Task.CompletedTask;
 }

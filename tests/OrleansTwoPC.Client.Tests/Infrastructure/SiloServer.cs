@@ -36,14 +36,19 @@ public sealed class SiloServer : IAsyncDisposable
     /// <summary>The last lines the silo printed (stdout and stderr), for failure messages.</summary>
     public string Output => string.Join(Environment.NewLine, _silo.LastLines(200));
 
-    /// <summary>Starts a silo with a unique prefix and cluster id and waits until it is Active in membership.</summary>
-    public static async Task<SiloServer> StartAsync(string adminConnectionString, string name, TimeSpan timeout)
+    /// <summary>
+    /// Starts a silo and waits until it is Active in membership: with a unique prefix and cluster id, or
+    /// joining <paramref name="joining"/>'s cluster and databases. <paramref name="overrides"/> are extra
+    /// silo settings (e.g. <c>TwoPC:Roles</c>).
+    /// </summary>
+    public static async Task<SiloServer> StartAsync(string adminConnectionString, string name, TimeSpan timeout,
+        IReadOnlyDictionary<string, string>? overrides = null, SiloServer? joining = null)
     {
         var unique = $"{name}_{Guid.NewGuid():N}"[..(name.Length + 13)].ToLowerInvariant();
-        var prefix = $"c_{unique}";
-        var clusterId = $"client-{unique}";
+        var prefix = joining?.Prefix ?? $"c_{unique}";
+        var clusterId = joining?.ClusterId ?? $"client-{unique}";
         var coordinator = PostgresTopology.DeriveDatabases(adminConnectionString, prefix).Coordinator;
-        var silo = new SiloServer(ChildSilo.Start(name, adminConnectionString, prefix, clusterId, ServiceId, coordinator),
+        var silo = new SiloServer(ChildSilo.Start(name, adminConnectionString, prefix, clusterId, ServiceId, coordinator, overrides),
             adminConnectionString, prefix, clusterId);
         try
         {
@@ -56,6 +61,11 @@ public sealed class SiloServer : IAsyncDisposable
             throw;
         }
     }
+
+    /// <summary>SIGKILL: the silo process dies at once, as in a machine crash.</summary>
+    public void Kill() => _silo.Kill();
+
+    public bool HasExited => _silo.HasExited;
 
     public ValueTask DisposeAsync() => _silo.DisposeAsync();
 }

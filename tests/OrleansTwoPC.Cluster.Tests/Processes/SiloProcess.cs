@@ -1,8 +1,5 @@
-using System.Collections.Concurrent;
-using System.Diagnostics;
-using System.Net;
-using System.Net.Sockets;
 using Npgsql;
+using OrleansTwoPC.Silo.Demo;
 
 namespace OrleansTwoPC.Cluster.Tests.Processes;
 
@@ -23,172 +20,59 @@ public sealed record ProcessClusterSettings(string AdminConnectionString, string
 }
 
 /// <summary>
-/// The real silo executable (<c>dotnet OrleansTwoPC.Silo.dll serve</c>) in its own OS process, configured
-/// only through <c>--Key=Value</c> arguments. Its console output is kept for diagnostics. <see cref="Kill"/>
-/// is SIGKILL: no shutdown code runs, sockets and database connections just vanish.
+/// The real silo executable (<c>dotnet OrleansTwoPC.Silo.dll serve</c>) in its own OS process, started by the
+/// product's own launcher (<see cref="ChildSilo"/>, as the cluster demo uses it) and configured only through
+/// <c>--Key=Value</c> arguments. <see cref="Kill"/> is SIGKILL: no shutdown code runs, sockets and database
+/// connections just vanish.
 /// </summary>
 public sealed class SiloProcess : IAsyncDisposable
 {
-    /// <summary>Orleans membership status "Active" in <c>orleansmembershiptable.status</c>.</summary>
-    public const int ActiveStatus = 3;
+    /// <summary>The SIGKILL test counts the silo's log lines over a whole run: keep them all.</summary>
+    private const int KeptLines = 2000;
 
-    private const int MaxKeptLines = 2000;
+    private readonly ChildSilo _silo;
 
-    // Processes of this test run, killed when the test process exits whatever happened to the test.
-    private static readonly ConcurrentDictionary<int, Process> Running = new();
-
-    static SiloProcess()
+    private SiloProcess(ChildSilo silo, ProcessClusterSettings cluster)
     {
-        AppDomain.CurrentDomain.ProcessExit += (_, _) =>
-        {
-            foreach (var process in Running.Values)
-            {
-                try { if (!process.HasExited) process.Kill(entireProcessTree: true); } catch { /* best effort */ }
-            }
-        };
-    }
-
-    private readonly Process _process;
-    private readonly ConcurrentQueue<string> _output = new();
-    private readonly Stopwatch _age = Stopwatch.StartNew();
-
-    private SiloProcess(string name, ProcessClusterSettings cluster, int siloPort, int gatewayPort, Process process)
-    {
-        Name = name;
+        _silo = silo;
         Cluster = cluster;
-        SiloPort = siloPort;
-        GatewayPort = gatewayPort;
-        _process = process;
     }
 
-    private void Started() => Pid = _process.Id;
-
-    public string Name { get; }
+    public string Name => _silo.Name;
     public ProcessClusterSettings Cluster { get; }
-    public int SiloPort { get; }
-    public int GatewayPort { get; }
-    public int Pid { get; private set; }
-    public bool HasExited => _process.HasExited;
+    public int SiloPort => _silo.SiloPort;
+    public int GatewayPort => _silo.GatewayPort;
+    public int Pid => _silo.Pid;
+    public bool HasExited => _silo.HasExited;
     public bool WasKilled { get; private set; }
 
     /// <summary>The silo's console output (stdout and stderr, last lines).</summary>
-    public string Output => string.Join(Environment.NewLine, _output);
-
-    /// <summary>The silo assembly copied next to the test assembly (the test project references the silo project).</summary>
-    public static string SiloDll
-    {
-        get
-        {
-            var path = Path.Combine(AppContext.BaseDirectory, "OrleansTwoPC.Silo.dll");
-            if (!File.Exists(path)) throw new FileNotFoundException("the silo executable is not next to the test assembly", path);
-            return path;
-        }
-    }
+    public string Output => string.Join(Environment.NewLine, _silo.LastLines(KeptLines));
 
     /// <summary>Starts a silo process (fresh ports) and returns at once; see <see cref="WaitActiveAsync"/>.</summary>
-    public static SiloProcess Start(string name, ProcessClusterSettings cluster, IReadOnlyDictionary<string, string>? extraSettings = null)
-    {
-        var siloPort = FreePort();
-        var gatewayPort = FreePort();
-        var settings = new Dictionary<string, string>
-        {
-            ["ConnectionStrings:PostgresServer"] = cluster.AdminConnectionString,
-            ["TwoPC:DatabasePrefix"] = cluster.DatabasePrefix,
-            ["TwoPC:ClusterId"] = cluster.ClusterId,
-            ["TwoPC:ServiceId"] = ProcessClusterSettings.ServiceId,
-            ["TwoPC:SiloPort"] = siloPort.ToString(),
-            ["TwoPC:GatewayPort"] = gatewayPort.ToString(),
-            ["TwoPC:AdvertisedIp"] = "127.0.0.1",
-            // Declare a dead silo within a few seconds (as the in-process recovery fixture does).
-            ["Orleans:Membership:ProbeTimeout"] = "00:00:01",
-            ["Orleans:Membership:NumMissedProbesLimit"] = "1",
-            ["Orleans:Membership:NumVotesForDeathDeclaration"] = "1",
-            ["Orleans:Membership:TableRefreshTimeout"] = "00:00:02",
-            ["Orleans:Membership:DeathVoteExpirationTimeout"] = "00:00:10",
-            ["Orleans:Membership:IAmAliveTablePublishTimeout"] = "00:00:05",
-            ["Orleans:Messaging:ResponseTimeout"] = "00:00:10",
-            // Fast recovery: sweep every 2 s, in-doubt participants ask after 4 s.
-            ["TwoPC:Recovery:SweepInterval"] = "00:00:02",
-            ["TwoPC:Recovery:CoordinatorGrace"] = "00:00:02",
-            ["TwoPC:Protocol:InDoubtTimeout"] = "00:00:04",
-            ["TwoPC:Protocol:PrepareTimeout"] = "00:00:02",
-            ["TwoPC:Protocol:RetryBaseDelay"] = "00:00:00.050",
-            ["TwoPC:Protocol:RetryMaxDelay"] = "00:00:01",
-            ["TwoPC:Logging:ConsoleLevel"] = "Warning",
-            ["TwoPC:Logging:JsonFile"] = "",
-        };
-        foreach (var (key, value) in extraSettings ?? new Dictionary<string, string>()) settings[key] = value;
-
-        var start = new ProcessStartInfo(DotnetHost())
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-            WorkingDirectory = AppContext.BaseDirectory,
-        };
-        start.ArgumentList.Add(SiloDll);
-        start.ArgumentList.Add("serve");
-        foreach (var (key, value) in settings) start.ArgumentList.Add($"--{key}={value}");
-        // Nothing from the test's environment may redirect the silo to other databases.
-        foreach (var key in start.Environment.Keys.Where(k => k.StartsWith("ConnectionStrings__", StringComparison.OrdinalIgnoreCase) || k.StartsWith("TwoPC__", StringComparison.OrdinalIgnoreCase)).ToList())
-            start.Environment.Remove(key);
-        start.Environment["DOTNET_ENVIRONMENT"] = "Production";
-
-        var process = new Process { StartInfo = start, EnableRaisingEvents = true };
-        var silo = new SiloProcess(name, cluster, siloPort, gatewayPort, process);
-        process.OutputDataReceived += (_, e) => silo.Keep(e.Data);
-        process.ErrorDataReceived += (_, e) => silo.Keep(e.Data is null ? null : "[stderr] " + e.Data);
-        if (!process.Start()) throw new InvalidOperationException($"could not start silo process {name}");
-        silo.Started();
-        Running[silo.Pid] = process;
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
-        silo.Keep($"[test] started pid {process.Id}: silo port {siloPort}, gateway port {gatewayPort}");
-        return silo;
-    }
+    public static SiloProcess Start(string name, ProcessClusterSettings cluster, IReadOnlyDictionary<string, string>? extraSettings = null) =>
+        new(ChildSilo.Start(name, cluster.AdminConnectionString, cluster.DatabasePrefix, cluster.ClusterId, ProcessClusterSettings.ServiceId,
+            cluster.Databases.Coordinator, extraSettings, KeptLines), cluster);
 
     /// <summary>SIGKILL (Process.Kill on Linux): the process dies at once, without any shutdown.</summary>
     public void Kill()
     {
-        if (_process.HasExited) return;
+        if (_silo.HasExited) return;
         WasKilled = true;
-        Keep($"[test] SIGKILL at {_age.Elapsed.TotalSeconds:0.0} s");
-        _process.Kill(entireProcessTree: true);
+        _silo.Kill();
     }
 
     /// <summary>Waits until this silo is Active in the cluster's membership table (polled in PostgreSQL).</summary>
     public async Task WaitActiveAsync(TimeSpan timeout)
     {
-        var deadline = DateTime.UtcNow + timeout;
-        Exception? lastError = null;
-        while (true)
+        try
         {
-            if (_process.HasExited)
-                throw new InvalidOperationException($"silo process {Name} exited with code {_process.ExitCode} before becoming active:{Environment.NewLine}{Output}");
-            try
-            {
-                if (await IsActiveAsync()) return;
-            }
-            catch (Exception ex) when (ex is NpgsqlException or InvalidOperationException)
-            {
-                lastError = ex; // the databases or the table may not exist yet: the silo creates them
-            }
-            if (DateTime.UtcNow > deadline)
-                throw new TimeoutException($"silo process {Name} not active within {timeout.TotalSeconds:0} s (last error: {lastError?.Message}):{Environment.NewLine}{Output}");
-            await Task.Delay(200);
+            await _silo.WaitActiveAsync(timeout, CancellationToken.None);
         }
-    }
-
-    private async Task<bool> IsActiveAsync()
-    {
-        await using var connection = new NpgsqlConnection(Cluster.Databases.Coordinator);
-        await connection.OpenAsync();
-        await using var command = new NpgsqlCommand(
-            "SELECT count(*) FROM orleansmembershiptable WHERE deploymentid = @cluster AND port = @port AND status = @active", connection);
-        command.Parameters.AddWithValue("cluster", Cluster.ClusterId);
-        command.Parameters.AddWithValue("port", SiloPort);
-        command.Parameters.AddWithValue("active", ActiveStatus);
-        return (long)(await command.ExecuteScalarAsync())! > 0;
+        catch (Exception ex) when (ex is TimeoutException or InvalidOperationException)
+        {
+            throw new InvalidOperationException($"{ex.Message}:{Environment.NewLine}{Output}", ex);
+        }
     }
 
     /// <summary>How many silos of the cluster the membership table lists as Active (a killed one stays listed until declared dead).</summary>
@@ -199,50 +83,9 @@ public sealed class SiloProcess : IAsyncDisposable
         await using var command = new NpgsqlCommand(
             "SELECT count(*) FROM orleansmembershiptable WHERE deploymentid = @cluster AND status = @active", connection);
         command.Parameters.AddWithValue("cluster", cluster.ClusterId);
-        command.Parameters.AddWithValue("active", ActiveStatus);
+        command.Parameters.AddWithValue("active", ChildSilo.ActiveStatus);
         return (int)(long)(await command.ExecuteScalarAsync())!;
     }
 
-    public async ValueTask DisposeAsync()
-    {
-        try
-        {
-            if (!_process.HasExited) _process.Kill(entireProcessTree: true);
-            await _process.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(10));
-        }
-        catch (Exception ex)
-        {
-            Keep($"[test] dispose: {ex.Message}");
-        }
-        finally
-        {
-            Running.TryRemove(Pid, out _);
-            _process.Dispose();
-        }
-    }
-
-    private void Keep(string? line)
-    {
-        if (line is null) return;
-        _output.Enqueue(line);
-        while (_output.Count > MaxKeptLines) _output.TryDequeue(out _);
-    }
-
-    private static int FreePort()
-    {
-        var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        try { return ((IPEndPoint)listener.LocalEndpoint).Port; }
-        finally { listener.Stop(); }
-    }
-
-    /// <summary>The dotnet host running this test (the SDK sets DOTNET_HOST_PATH), else "dotnet" from PATH.</summary>
-    private static string DotnetHost()
-    {
-        var current = Environment.ProcessPath;
-        if (current is not null && Path.GetFileNameWithoutExtension(current) == "dotnet") return current;
-        var fromSdk = Environment.GetEnvironmentVariable("DOTNET_HOST_PATH");
-        if (!string.IsNullOrEmpty(fromSdk) && File.Exists(fromSdk)) return fromSdk;
-        return "dotnet";
-    }
+    public ValueTask DisposeAsync() => _silo.DisposeAsync();
 }

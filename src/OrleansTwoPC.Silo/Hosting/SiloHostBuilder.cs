@@ -1,0 +1,75 @@
+using System.Net;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.Hosting;
+using Orleans.Dashboard;
+
+namespace OrleansTwoPC.Silo.Hosting;
+
+/// <summary>
+/// Builds the silo's host. Without the dashboard it is a plain generic host; with
+/// <c>TwoPC:Dashboard:Enabled=true</c> it is an ASP.NET Core host that also serves the Orleans Dashboard,
+/// bound to loopback unless <c>TwoPC:Dashboard:Host</c> says otherwise.
+/// </summary>
+public static class SiloHostBuilder
+{
+    public const string DashboardSection = "TwoPC:Dashboard";
+    public const int DefaultDashboardPort = 8080;
+
+    public static IHostApplicationBuilder Create(string[] args)
+    {
+        var probe = new ConfigurationBuilder()
+            .SetBasePath(AppContext.BaseDirectory)
+            .AddJsonFile("appsettings.json", optional: true)
+            .AddEnvironmentVariables()
+            .AddCommandLine(args)
+            .Build();
+        if (DashboardUrl(probe) is not { } url)
+            return Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { Args = args, ContentRootPath = AppContext.BaseDirectory });
+
+        var web = WebApplication.CreateBuilder(new WebApplicationOptions { Args = args, ContentRootPath = AppContext.BaseDirectory });
+        web.WebHost.UseUrls(url);
+        return web;
+    }
+
+    /// <summary>The dashboard's address when it is enabled, else null. Bad settings are a clear error.</summary>
+    public static string? DashboardUrl(IConfiguration configuration)
+    {
+        var section = configuration.GetSection(DashboardSection);
+        var enabled = section["Enabled"];
+        if (string.IsNullOrWhiteSpace(enabled)) return null;
+        if (!bool.TryParse(enabled, out var on))
+            throw new InvalidOperationException($"{DashboardSection}:Enabled must be true or false, not '{enabled}'");
+        if (!on) return null;
+        var host = section["Host"];
+        if (string.IsNullOrWhiteSpace(host)) host = IPAddress.Loopback.ToString();
+        else if (!IPAddress.TryParse(host, out _) && host != "localhost")
+            throw new InvalidOperationException($"{DashboardSection}:Host must be an IP address or localhost, not '{host}'");
+        var portText = section["Port"];
+        var port = DefaultDashboardPort;
+        if (!string.IsNullOrWhiteSpace(portText) && (!int.TryParse(portText, out port) || port is < 1 or > 65535))
+            throw new InvalidOperationException($"{DashboardSection}:Port must be a TCP port (1-65535), not '{portText}'");
+        return $"http://{(host.Contains(':') ? $"[{host}]" : host)}:{port}";
+    }
+
+    public static void AddDashboardIfEnabled(ISiloBuilder silo, IHostApplicationBuilder builder)
+    {
+        if (builder is WebApplicationBuilder) silo.AddDashboard();
+    }
+
+    public static IHost Build(IHostApplicationBuilder builder)
+    {
+        switch (builder)
+        {
+            case WebApplicationBuilder web:
+                var app = web.Build();
+                app.MapOrleansDashboard();
+                return app;
+            case HostApplicationBuilder plain:
+                return plain.Build();
+            default:
+                throw new InvalidOperationException($"unexpected host builder {builder.GetType().Name}");
+        }
+    }
+}
