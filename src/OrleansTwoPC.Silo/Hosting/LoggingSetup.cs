@@ -5,7 +5,7 @@ using Serilog.Formatting.Compact;
 
 namespace OrleansTwoPC.Silo.Hosting;
 
-/// <summary>Serilog: human-readable console, plus every protocol event (Debug) as compact JSON in a file when asked.</summary>
+/// <summary>Serilog: human-readable console, plus every protocol event (Debug) as compact JSON in a rolling file when asked.</summary>
 public static class LoggingSetup
 {
     public static LoggerConfiguration Configure(LoggerConfiguration logger, IConfiguration configuration)
@@ -21,7 +21,14 @@ public static class LoggingSetup
                 outputTemplate: "[{Timestamp:HH:mm:ss.fff} {Level:u3}] {SourceContext}: {Message:lj}{NewLine}{Exception}");
         var file = configuration["TwoPC:Logging:JsonFile"];
         if (!string.IsNullOrWhiteSpace(file))
-            logger.WriteTo.File(new CompactJsonFormatter(), file, restrictedToMinimumLevel: ParseLevel(configuration["TwoPC:Logging:FileLevel"], LogEventLevel.Debug));
+            // Rolling: a new file each day or every 100 MB (twopc20261128.json, twopc20261128_001.json, ...),
+            // the last 14 kept, so a long-running silo never fills its disk with protocol events.
+            logger.WriteTo.File(new CompactJsonFormatter(), file,
+                restrictedToMinimumLevel: ParseLevel(configuration["TwoPC:Logging:FileLevel"], LogEventLevel.Debug),
+                rollingInterval: RollingInterval.Day,
+                fileSizeLimitBytes: 100L * 1024 * 1024,
+                rollOnFileSizeLimit: true,
+                retainedFileCountLimit: 14);
         return logger;
     }
 
