@@ -430,10 +430,12 @@ public sealed class AttemptAndRecoveryTests
     public void Tombstones_ArePrunedWhenAStaleAttemptIsDropped()
     {
         var retention = TimeSpan.FromMinutes(2);
-        var machine = Counter(10, retention);
+        // A record that already holds an old tombstone (as loaded from storage).
+        var record = Counter(10, retention).Record;
+        record.Decided["tx-old"] = new DecidedTransaction { Outcome = Decision.Abort, DecidedAt = T0, KeepUntil = T0 + retention };
+        var machine = new ParticipantMachine<EscrowCounter, long>(new EscrowRules("insufficient stock"), record, retention);
         var later = T0.AddMinutes(10);
         machine.Prepare(T1, Coordinator, 3, later.AddSeconds(5), later);
-        machine.Record.Decided["tx-old"] = new DecidedTransaction { Outcome = Decision.Abort, DecidedAt = T0, KeepUntil = T0 + retention };
 
         machine.Resolve(T1, Decision.Commit, D1, later.AddSeconds(30));
 

@@ -1,6 +1,7 @@
 using OrleansTwoPC.Grains.Placement;
 using System.Diagnostics;
 using Microsoft.Extensions.Logging;
+using Orleans.Runtime.MembershipService.SiloMetadata;
 using Microsoft.Extensions.Options;
 using OrleansTwoPC.Grains.Faults;
 using OrleansTwoPC.Grains.Telemetry;
@@ -32,18 +33,33 @@ public sealed class TransactionCoordinatorGrain : Grain, ITransactionCoordinator
     private const int MaxDeliveryAttemptsPerActivation = 30;
     private CoordinatorMachine _machine = null!;
     private OrderPlan? _plan;
+    private bool _writingCompletion;
+
+    // What the silos of the cluster host, read in memory to refuse an order whose service is down.
+    private readonly IClusterMembershipService _membership;
+    private readonly ISiloMetadataCache _siloMetadata;
+    private readonly ILocalSiloDetails _localSilo;
+    private readonly LocalSiloRoles _localRoles;
 
     public TransactionCoordinatorGrain(
         [PersistentState(StateNames.Coordinator, StorageNames.Coordinator)] IPersistentState<CoordinatorRecord> state,
         IOptions<ProtocolOptions> options,
         TimeProvider time,
         CrashInjector crashes,
+        IClusterMembershipService membership,
+        ISiloMetadataCache siloMetadata,
+        ILocalSiloDetails localSilo,
+        LocalSiloRoles localRoles,
         ILogger<TransactionCoordinatorGrain> logger)
     {
         _state = state;
         _options = options.Value;
         _time = time;
         _crashes = crashes;
+        _membership = membership;
+        _siloMetadata = siloMetadata;
+        _localSilo = localSilo;
+        _localRoles = localRoles;
         _logger = logger;
     }
 
@@ -102,31 +118,20 @@ public sealed class TransactionCoordinatorGrain : Grain, ITransactionCoordinator
         if (_machine.Phase == CoordinatorPhase.InDoubt) await Reload("resubmission after a failed decision write");
         if (_machine.Phase != CoordinatorPhase.Idle) return Resubmitted(plan);
 
-        string? unknown;
-        try
-        {
-            unknown = await FindUnknownResources(plan);
-        }
-        catch (Exception ex)
-        {
-            // A participant could not even be read (its silo or database is down): fail fast, nothing started.
-            _logger.LogWarning("Order not started {TransactionId}: a service is unavailable: {Error}", TransactionId, ex.GetBaseException().Message);
-            return new OrderOutcome(order.OrderId, TransactionId, OrderStatus.Unavailable,
-                $"a service is unavailable, nothing was started: {ex.GetBaseException().Message}", Array.Empty<ParticipantVote>(), plan.TotalAmount);
-        }
-        if (unknown is not null)
-        {
-            _logger.LogWarning("Order rejected {TransactionId}: {Reason}", TransactionId, unknown);
-            TwoPcTelemetry.Rejected.Add(1);
-            return OrderOutcome.Rejected(order.OrderId, unknown);
-        }
-
-        _plan = plan;
+        // No grain call before the prepares: a participant whose SKU or account does not exist votes no
+        // with Refusals.UnknownResource, and the machine turns that into a rejection (see RejectOrder). Only
+        // a service with no silo at all is refused up front, from what this silo knows of the cluster.
         var participants = Participants(plan);
+        if (DownService(participants) is { } down)
+        {
+            _logger.LogWarning("Order not started {TransactionId}: {Reason}", TransactionId, down);
+            return new OrderOutcome(order.OrderId, TransactionId, OrderStatus.Unavailable,
+                $"a service is unavailable, nothing was started: {down}", Array.Empty<ParticipantVote>(), plan.TotalAmount);
+        }
+        _plan = plan;
         _logger.LogInformation("Begin {TransactionId}: {ParticipantCount} participants, amount {Amount}", TransactionId, participants.Count, plan.TotalAmount);
         var actions = _machine.Begin(plan.Fingerprint, participants, Now, Summary(plan));
         var begun = Stopwatch.GetTimestamp();
-        TwoPcTelemetry.Started.Add(1);
         await _crashes.Check(CrashPoint.CoordinatorBeforeAnyPrepare, TransactionId);
         using (var prepare = TwoPcTelemetry.ActivitySource.StartActivity(TwoPcTelemetry.PrepareActivity))
         {
@@ -134,6 +139,13 @@ public sealed class TransactionCoordinatorGrain : Grain, ITransactionCoordinator
             prepare?.SetTag("twopc.participants", participants.Count);
             var prepareStarted = Stopwatch.GetTimestamp();
             actions = await CollectVotes(actions);
+            if (actions.OfType<RejectOrder>().SingleOrDefault() is { } rejection)
+            {
+                prepare?.SetStatus(ActivityStatusCode.Error, rejection.Reason);
+                return await Reject(plan, rejection);
+            }
+            // Counted here, not at Begin: a rejected order never started a transaction.
+            TwoPcTelemetry.Started.Add(1);
             TwoPcTelemetry.PrepareDuration.Record(TwoPcTelemetry.ElapsedMs(prepareStarted));
         }
 
@@ -178,6 +190,32 @@ public sealed class TransactionCoordinatorGrain : Grain, ITransactionCoordinator
         return new OrderOutcome(order.OrderId, TransactionId, OrderStatus.InDoubt,
             $"the {decision} decision could not be made durable ({ex.GetType().Name}: {ex.Message}); recovery will finish the transaction",
             ToVotes(_machine.Outcome()), plan.TotalAmount);
+    }
+
+    /// <summary>
+    /// The order named a SKU or account that does not exist: nothing was decided and nothing is written.
+    /// The participants that prepared are rolled back before the answer (waiting at most a prepare
+    /// timeout), so a rejected order leaves nothing held; a rollback that fails is left to the in-doubt
+    /// sweep (its inquiry finds no record: presumed abort).
+    /// </summary>
+    private async Task<OrderOutcome> Reject(OrderPlan plan, RejectOrder rejection)
+    {
+        _plan = null;
+        _logger.LogWarning("Order rejected {TransactionId}: {Reason}", TransactionId, rejection.Reason);
+        TwoPcTelemetry.Rejected.Add(1);
+        var rollbacks = Task.WhenAll(rejection.RollBack.Select(async participant =>
+        {
+            try
+            {
+                await GrainFactory.Participant(participant).Rollback(TransactionId);
+            }
+            catch (Exception ex)
+            {
+                _logger.LogWarning("Rollback of rejected {TransactionId} at {Participant} failed, left to recovery: {Error}", TransactionId, participant, ex.GetBaseException().Message);
+            }
+        }));
+        await Task.WhenAny(rollbacks, Task.Delay(_options.PrepareTimeout, _time));
+        return OrderOutcome.Rejected(plan.Order.OrderId, rejection.Reason);
     }
 
     public Task<TransactionReport> GetReport()
@@ -309,7 +347,7 @@ public sealed class TransactionCoordinatorGrain : Grain, ITransactionCoordinator
                     next = _machine.OnPrepareFailed(participant, $"{error?.GetType().Name}: {error?.Message}", Now);
                 }
             }
-            if (next.OfType<PersistDecision>().Any())
+            if (next.Any(a => a is PersistDecision or RejectOrder))
             {
                 foreach (var (late, participant) in inFlight) _ = ObserveLateVote(late, participant);
                 return next;
@@ -345,7 +383,8 @@ public sealed class TransactionCoordinatorGrain : Grain, ITransactionCoordinator
                 case SendDecision send when _delivering.Add(send.Participant):
                     _ = DeliverDecision(send);
                     break;
-                case PersistCompletion:
+                // One write at a time: a recovery tick during the completion write must not start a second.
+                case PersistCompletion when !_writingCompletion:
                     _ = WriteCompletion();
                     break;
             }
@@ -411,6 +450,7 @@ public sealed class TransactionCoordinatorGrain : Grain, ITransactionCoordinator
 
     private async Task WriteCompletion()
     {
+        _writingCompletion = true;
         try
         {
             _state.State = _machine.Record;
@@ -422,6 +462,10 @@ public sealed class TransactionCoordinatorGrain : Grain, ITransactionCoordinator
         {
             _machine.OnCompletionPersistFailed();
             _logger.LogWarning(ex, "Completion write failed {TransactionId}; the decision stays durable and recovery will finish", TransactionId);
+        }
+        finally
+        {
+            _writingCompletion = false;
         }
     }
 
@@ -449,15 +493,36 @@ public sealed class TransactionCoordinatorGrain : Grain, ITransactionCoordinator
         return ToOrderOutcome(_machine.Outcome(), plan);
     }
 
-    private async Task<string?> FindUnknownResources(OrderPlan plan)
+    /// <summary>
+    /// A service this order needs that no active silo hosts (a deployment with a silo per service role,
+    /// that service's silos all stopped): its prepare could not even be placed, so the order is refused
+    /// before anything is prepared anywhere. Read from the membership snapshot and the silos' published
+    /// roles in memory, no grain call; a silo that just died still counts until membership declares it
+    /// dead, and then its prepare fails and the transaction aborts.
+    /// </summary>
+    private string? DownService(IReadOnlyList<ParticipantId> participants)
     {
-        var skus = plan.MergedLines.Select(l => (l.Sku, Task: GrainFactory.GetGrain<IInventoryGrain>(l.Sku).GetSnapshot())).ToList();
-        var account = GrainFactory.GetGrain<IPaymentAccountGrain>(plan.Order.AccountId).GetSnapshot();
-        await Task.WhenAll(skus.Select(s => (Task)s.Task).Append(account));
-        var missing = skus.Where(s => !s.Task.Result.Exists).Select(s => s.Sku).ToList();
-        if (missing.Count > 0) return $"unknown SKU {string.Join(", ", missing)}";
-        return account.Result.Exists ? null : $"unknown account {plan.Order.AccountId}";
+        var active = _membership.CurrentSnapshot.Members.Values
+            .Where(m => m.Status == SiloStatus.Active)
+            .Select(m => m.SiloAddress)
+            .ToList();
+        foreach (var role in participants.Select(p => RoleOf(p.Kind)).Distinct())
+        {
+            var hosted = active.Any(silo => ServiceRoles.Hosts(
+                silo.Equals(_localSilo.SiloAddress) ? _localRoles.Roles : _siloMetadata.GetSiloMetadata(silo).Metadata.GetValueOrDefault(ServiceRoles.MetadataKey),
+                role));
+            if (!hosted) return $"the {role} service is down: no silo with role '{role}' (or '{ServiceRoles.All}') is running";
+        }
+        return null;
     }
+
+    private static string RoleOf(ParticipantKind kind) => kind switch
+    {
+        ParticipantKind.Inventory => ServiceRoles.Inventory,
+        ParticipantKind.Payment => ServiceRoles.Payment,
+        ParticipantKind.Shipment => ServiceRoles.Shipping,
+        _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "unknown participant kind"),
+    };
 
     private static OrderSummary Summary(OrderPlan plan) => new()
     {

@@ -1,5 +1,6 @@
 using OrleansTwoPC.Grains.Placement;
 using Microsoft.Extensions.Logging;
+using Orleans.Concurrency;
 using Microsoft.Extensions.Options;
 using OrleansTwoPC.Grains.Faults;
 using OrleansTwoPC.Protocol;
@@ -22,30 +23,31 @@ public abstract class CounterParticipantGrain : ParticipantGrain<EscrowCounter, 
     {
     }
 
-    protected async Task SetCommitted(long value, string what)
+    protected Task SetCommitted(long value, string what)
     {
         if (value < 0) throw new ArgumentOutOfRangeException(nameof(value), value, $"{what} cannot be negative");
-        await EnsureLoaded();
-        var reserved = Machine.ReservedWork.Sum();
-        if (value < reserved)
-            throw new InvalidOperationException($"{ParticipantName}: cannot set {what} to {value}, {reserved} is reserved by open transactions");
-        var counter = Machine.Record.Resource;
-        counter.SetByAdministrator(value);
-        // A failed write makes the grain reload its record, which undoes the change in memory.
-        await PersistAdmin($"{what} set to {value}");
+        return ChangeAdministratively(machine =>
+        {
+            // Reservations whose prepare is still being written count too: they may already have voted yes.
+            var reserved = machine.ReservedWork.Sum();
+            if (value < reserved)
+                throw new InvalidOperationException($"{ParticipantName}: cannot set {what} to {value}, {reserved} is reserved by open transactions");
+            machine.Record.Resource.SetByAdministrator(value);
+        }, $"{what} set to {value}");
     }
 
-    protected async Task<CounterSnapshot> Snapshot()
+    protected Task<CounterSnapshot> Snapshot() => Read(machine =>
     {
-        await EnsureLoaded();
-        var counter = Machine.Record.Resource;
-        var reserved = Machine.ReservedWork.Sum();
+        var counter = machine.Record.Resource;
+        var reserved = machine.ReservedWork.Sum();
         return new CounterSnapshot(Key, counter.Exists, counter.Committed, reserved, counter.Committed - reserved,
-            Machine.Record.Prepared.Count, counter.ConsumedTotal, LatePreparesRefused, counter.SuppliedTotal);
-    }
+            machine.Record.Prepared.Count, counter.ConsumedTotal, LatePreparesRefused, counter.SuppliedTotal);
+    });
 }
 
+// Reentrant for group commit: see ParticipantGrain.
 [ServiceRolePlacement(ServiceRoles.Inventory)]
+[Reentrant]
 public sealed class InventoryGrain(
     [PersistentState(StateNames.Inventory, StorageNames.Inventory)] IPersistentState<ParticipantRecord<EscrowCounter, long>> state,
     IOptions<ProtocolOptions> options,
@@ -65,7 +67,9 @@ public sealed class InventoryGrain(
     public Task<CounterSnapshot> GetSnapshot() => Snapshot();
 }
 
+// Reentrant for group commit: see ParticipantGrain.
 [ServiceRolePlacement(ServiceRoles.Payment)]
+[Reentrant]
 public sealed class PaymentAccountGrain(
     [PersistentState(StateNames.Payment, StorageNames.Payments)] IPersistentState<ParticipantRecord<EscrowCounter, long>> state,
     IOptions<ProtocolOptions> options,

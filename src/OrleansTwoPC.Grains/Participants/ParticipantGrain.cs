@@ -10,10 +10,24 @@ namespace OrleansTwoPC.Grains.Participants;
 
 /// <summary>
 /// Thin shell shared by every participant: feeds prepare/commit/rollback to the pure
-/// <see cref="ParticipantMachine{TResource,TWork}"/>, persists its record before answering whenever the
-/// machine says so, and logs every protocol event with the transaction id. The grain's single-threaded
-/// activation serialises all changes to the resource.
+/// <see cref="ParticipantMachine{TResource,TWork}"/>, makes its record durable before answering, and logs
+/// every protocol event with the transaction id.
 /// </summary>
+/// <remarks>
+/// <para><b>Group commit.</b> The concrete grains are reentrant, so requests interleave at their awaits. Each
+/// request applies its step to the machine synchronously (one turn: steps never interleave, and a reservation
+/// counts against availability at once), then waits for a write of the record that <i>started after</i> its
+/// step. One writer loop writes the whole record, one write at a time (the ETag forbids concurrent writes):
+/// every step made while a write is in flight waits for the next one, so N transactions' prepares, commits
+/// and rollbacks on a hot SKU share one write instead of queueing for N. Storage is handed a deep copy taken
+/// when the write starts, because the live record keeps changing while the write is in flight.</para>
+/// <para><b>Durability before answering.</b> A yes vote or an acknowledgement is sent only once every change
+/// made before it (its own or another request's it relied on) is durable; a no vote needs nothing durable.</para>
+/// <para><b>Failed write.</b> Every waiter of the failed write and of the next batch (whose changes were made
+/// on top of it) fails; the grain then reloads its record before any request touches the machine again.</para>
+/// <para><b>Stalls.</b> An injected hang or a reached crash point stalls the whole participant (as the
+/// non-reentrant grain was stalled before), so a slow or frozen service looks the same to its callers.</para>
+/// </remarks>
 public abstract class ParticipantGrain<TResource, TWork> : Grain where TResource : new()
 {
     private readonly IPersistentState<ParticipantRecord<TResource, TWork>> _state;
@@ -21,7 +35,18 @@ public abstract class ParticipantGrain<TResource, TWork> : Grain where TResource
     private readonly CrashInjector _crashes;
     private readonly TimeProvider _time;
     private ParticipantMachine<TResource, TWork> _machine = null!;
+
+    // Group commit: the batch of changes made since the in-flight write started, and that write's batch.
+    private TaskCompletionSource? _unwritten;
+    private TaskCompletionSource? _writing;
+    private bool _writerRunning;
+
+    // Set by a failed write: the in-memory record may hold changes that never reached the database.
     private bool _mustReload;
+    private Task? _reloading;
+
+    // Completed unless an injected hang or a reached crash point holds the participant.
+    private Task _stall = Task.CompletedTask;
 
     protected ParticipantGrain(
         IPersistentState<ParticipantRecord<TResource, TWork>> state,
@@ -43,7 +68,6 @@ public abstract class ParticipantGrain<TResource, TWork> : Grain where TResource
     protected ILogger Logger { get; }
     protected abstract ParticipantKind Kind { get; }
     protected abstract IResourceRules<TResource, TWork> Rules { get; }
-    protected ParticipantMachine<TResource, TWork> Machine => _machine;
     protected string Key => this.GetPrimaryKeyString();
     protected string ParticipantName => new ParticipantId(Kind, Key).ToString();
     protected DateTimeOffset Now => _time.GetUtcNow();
@@ -70,8 +94,9 @@ public abstract class ParticipantGrain<TResource, TWork> : Grain where TResource
 
     private async Task<VoteReply> PrepareVote(string transactionId, TWork work, DateTimeOffset deadline)
     {
-        await EnsureLoaded();
+        await Unstalled();
         Logger.LogDebug("Prepare received {TransactionId} at {Participant}, deadline {Deadline:O}", transactionId, ParticipantName, deadline);
+        TaskCompletionSource? hangOver = null;
         if (_faults.For(ParticipantName, transactionId) is { Fault: not ParticipantFault.Unreachable } fault)
         {
             Logger.LogWarning("Injected fault {Fault} for {TransactionId} at {Participant}", fault.Fault, transactionId, ParticipantName);
@@ -82,40 +107,65 @@ public abstract class ParticipantGrain<TResource, TWork> : Grain where TResource
                 case ParticipantFault.Throw:
                     throw new InjectedFaultException($"injected fault: {ParticipantName} failed to prepare {transactionId}");
                 case ParticipantFault.Hang:
+                    // A slow service: nothing else is served here until this prepare has been handled.
+                    hangOver = Stall();
                     await Task.Delay(fault.HangFor);
                     break;
             }
         }
 
-        await _crashes.Check(CrashPoint.ParticipantBeforeVote, transactionId, ParticipantName);
-        var result = _machine.Prepare(transactionId, coordinator: transactionId, work, deadline, Now);
+        (PrepareResult Result, Task Durable) step;
+        try
+        {
+            await Freeze(_crashes.Check(CrashPoint.ParticipantBeforeVote, transactionId, ParticipantName));
+            step = await Step(() => _machine.Prepare(transactionId, coordinator: transactionId, work, deadline, Now),
+                r => r.MustPersist ? Durability.OwnChange : r.Vote == Vote.Yes ? Durability.PriorChanges : Durability.None,
+                ignoreStall: hangOver is not null);
+        }
+        finally
+        {
+            // Released once the prepare's step is applied, so a rollback queued behind the hang comes after it.
+            hangOver?.TrySetResult();
+        }
+
+        var result = step.Result;
         if (result.Case == PrepareCase.DeadlinePassed)
         {
             LatePreparesRefused++;
             Logger.LogWarning("Late prepare refused {TransactionId} at {Participant}: {Reason}", transactionId, ParticipantName, result.Reason);
         }
-        if (result.MustPersist) await Persist(transactionId, "prepared");
-        await _crashes.Check(CrashPoint.ParticipantAfterPrepareDurable, transactionId, ParticipantName);
+        await WhenWritten(step.Durable, transactionId, "prepared");
+        if (result.Vote == Vote.Yes && !_mustReload)
+        {
+            // Written: but a rollback may have released it meanwhile; then say no (the coordinator has aborted).
+            var confirmed = _machine.ConfirmYes(transactionId, deadline);
+            if (confirmed.Vote == Vote.No)
+            {
+                Logger.LogInformation("Yes withdrawn {TransactionId} at {Participant}: {Reason}", transactionId, ParticipantName, confirmed.Reason);
+                result = confirmed;
+            }
+        }
+        await Freeze(_crashes.Check(CrashPoint.ParticipantAfterPrepareDurable, transactionId, ParticipantName));
         Logger.LogDebug("Vote {Vote} for {TransactionId} from {Participant} ({Case}) {Reason}", result.Vote, transactionId, ParticipantName, result.Case, result.Reason);
         return new VoteReply(result.Vote == Vote.Yes, result.Reason);
     }
 
     public async Task Commit(string transactionId, DateTimeOffset? prepareDeadline = null)
     {
-        await EnsureLoaded();
+        await Unstalled();
         ThrowIfCutOff(transactionId);
-        await _crashes.Check(CrashPoint.ParticipantAfterDecisionBeforeApply, transactionId, ParticipantName);
-        var result = _machine.Commit(transactionId, Now, prepareDeadline);
-        await FinishDecision(transactionId, Decision.Commit, result);
+        await Freeze(_crashes.Check(CrashPoint.ParticipantAfterDecisionBeforeApply, transactionId, ParticipantName));
+        var (result, durable) = await Step(() => _machine.Commit(transactionId, Now, prepareDeadline), DecisionDurability);
+        await FinishDecision(transactionId, Decision.Commit, result, durable);
     }
 
     public async Task Rollback(string transactionId)
     {
-        await EnsureLoaded();
+        await Unstalled();
         ThrowIfCutOff(transactionId);
-        await _crashes.Check(CrashPoint.ParticipantAfterDecisionBeforeApply, transactionId, ParticipantName);
-        var result = _machine.Rollback(transactionId, Now);
-        await FinishDecision(transactionId, Decision.Abort, result);
+        await Freeze(_crashes.Check(CrashPoint.ParticipantAfterDecisionBeforeApply, transactionId, ParticipantName));
+        var (result, durable) = await Step(() => _machine.Rollback(transactionId, Now), DecisionDurability);
+        await FinishDecision(transactionId, Decision.Abort, result, durable);
     }
 
     /// <summary>
@@ -125,8 +175,7 @@ public abstract class ParticipantGrain<TResource, TWork> : Grain where TResource
     /// </summary>
     public async Task<int> ResolveInDoubt(TimeSpan olderThan)
     {
-        await EnsureLoaded();
-        var inDoubt = _machine.InDoubt(Now, olderThan);
+        var (inDoubt, _) = await Step(() => _machine.InDoubt(Now, olderThan), _ => Durability.None);
         if (inDoubt.Count == 0) return 0;
         var asks = inDoubt.Select(async t =>
         {
@@ -140,7 +189,7 @@ public abstract class ParticipantGrain<TResource, TWork> : Grain where TResource
                 return (t.TransactionId, Reply: (InquiryReply?)null, Error: ex);
             }
         }).ToList();
-        var settled = 0;
+        var answers = new List<(string TransactionId, Decision Decision, DateTimeOffset? Deadline)>();
         foreach (var (transactionId, reply, error) in await Task.WhenAll(asks))
         {
             if (reply is null || reply.Decision == InquiryReply.Pending)
@@ -148,19 +197,59 @@ public abstract class ParticipantGrain<TResource, TWork> : Grain where TResource
                 Logger.LogWarning("In doubt {TransactionId} at {Participant}: still undecided ({Reason})", transactionId, ParticipantName, error?.GetBaseException().Message ?? "coordinator pending");
                 continue;
             }
-            var decision = reply.Decision == InquiryReply.Commit ? Decision.Commit : Decision.Abort;
-            var result = _machine.Resolve(transactionId, decision, reply.PrepareDeadline, Now);
-            Logger.LogInformation("Recovered decision {Decision} for {TransactionId} at {Participant} ({Case})", decision, transactionId, ParticipantName, result.Case);
-            await FinishDecision(transactionId, decision, result);
-            settled++;
+            answers.Add((transactionId, reply.Decision == InquiryReply.Commit ? Decision.Commit : Decision.Abort, reply.PrepareDeadline));
         }
-        return settled;
+        if (answers.Count == 0) return 0;
+
+        // Other requests ran while the coordinators were asked: apply every answer to the machine as it is now, in one turn.
+        var (results, durable) = await Step(
+            () => answers.Select(a => (a.TransactionId, a.Decision, Result: _machine.Resolve(a.TransactionId, a.Decision, a.Deadline, Now))).ToList(),
+            applied => applied.Any(a => a.Result.MustPersist) ? Durability.OwnChange : Durability.PriorChanges);
+        foreach (var (transactionId, decision, result) in results)
+            Logger.LogInformation("Recovered decision {Decision} for {TransactionId} at {Participant} ({Case})", decision, transactionId, ParticipantName, result.Case);
+        await WhenWritten(durable, results[0].TransactionId, "recovered decisions");
+        var conflict = results.FirstOrDefault(r => r.Result.Case == DecisionCase.Conflict);
+        if (conflict.TransactionId is not null) ThrowViolation(conflict.TransactionId, conflict.Decision);
+        return results.Count;
     }
 
-    public async Task<string> GetTransactionStatus(string transactionId)
+    public Task<string> GetTransactionStatus(string transactionId) => Read(machine => machine.StatusOf(transactionId).ToString());
+
+    /// <summary>
+    /// Reads the machine once nothing holds the participant and returns the value as soon as what it shows
+    /// is durable (a read never reports a change that a failed write may still undo). When that write
+    /// fails, the grain reloads and the read is taken again from what is durable.
+    /// </summary>
+    protected async Task<T> Read<T>(Func<ParticipantMachine<TResource, TWork>, T> read)
     {
-        await EnsureLoaded();
-        return _machine.StatusOf(transactionId).ToString();
+        for (var attempt = 1; ; attempt++)
+        {
+            var (value, durable) = await Step(() => read(_machine), _ => Durability.PriorChanges);
+            try
+            {
+                await durable;
+                return value;
+            }
+            catch when (attempt == 1)
+            {
+                // The next step reloads the record first.
+            }
+        }
+    }
+
+    /// <summary>
+    /// Admin changes (seeding) take the same path as the protocol: applied in one step, then durable with
+    /// the next write. <paramref name="change"/> may throw to refuse; a failed write undoes it (the grain reloads).
+    /// </summary>
+    protected async Task ChangeAdministratively(Action<ParticipantMachine<TResource, TWork>> change, string what)
+    {
+        var (_, durable) = await Step(() =>
+        {
+            change(_machine);
+            return true;
+        }, _ => Durability.OwnChange);
+        await WhenWritten(durable, transactionId: "(admin)", what);
+        Logger.LogInformation("{Participant} admin change: {Change}", ParticipantName, what);
     }
 
     /// <summary>Fault seam for partitions: the decision does not get through while the rule holds.</summary>
@@ -170,58 +259,180 @@ public abstract class ParticipantGrain<TResource, TWork> : Grain where TResource
             throw new InjectedFaultException($"injected fault: {ParticipantName} unreachable for {transactionId}");
     }
 
-    private async Task FinishDecision(string transactionId, Decision decision, DecisionResult result)
+    private static Durability DecisionDurability(DecisionResult result) =>
+        result.MustPersist ? Durability.OwnChange : result.Acknowledge ? Durability.PriorChanges : Durability.None;
+
+    private async Task FinishDecision(string transactionId, Decision decision, DecisionResult result, Task durable)
     {
-        if (result.Case == DecisionCase.Conflict)
-        {
-            Logger.LogCritical("Protocol violation {TransactionId} at {Participant}: told {Decision} after applying the opposite", transactionId, ParticipantName, decision);
-            throw new ProtocolViolationException($"{ParticipantName} was told {decision} for {transactionId} after applying the opposite decision");
-        }
-        if (result.MustPersist) await Persist(transactionId, decision == Decision.Commit ? "committed" : "rolled back");
+        if (result.Case == DecisionCase.Conflict) ThrowViolation(transactionId, decision);
+        await WhenWritten(durable, transactionId, decision == Decision.Commit ? "committed" : "rolled back");
         Logger.LogDebug("{Decision} acknowledged {TransactionId} by {Participant} ({Case})", decision, transactionId, ParticipantName, result.Case);
     }
 
-    /// <summary>Admin changes (seeding) go through the same durable write.</summary>
-    protected async Task PersistAdmin(string what)
+    private void ThrowViolation(string transactionId, Decision decision)
+    {
+        Logger.LogCritical("Protocol violation {TransactionId} at {Participant}: told {Decision} after applying the opposite", transactionId, ParticipantName, decision);
+        throw new ProtocolViolationException($"{ParticipantName} was told {decision} for {transactionId} after applying the opposite decision");
+    }
+
+    private async Task WhenWritten(Task durable, string transactionId, string what)
     {
         try
         {
-            await _state.WriteStateAsync();
-            Logger.LogInformation("{Participant} admin change: {Change}", ParticipantName, what);
-        }
-        catch
-        {
-            InvalidateAfterFailedWrite();
-            throw;
-        }
-    }
-
-    protected async Task EnsureLoaded()
-    {
-        if (!_mustReload) return;
-        // A write failed earlier: the in-memory record may hold changes that never reached the database.
-        await _state.ReadStateAsync();
-        _machine = new ParticipantMachine<TResource, TWork>(Rules, _state.State, Options.DecisionRetention);
-        _mustReload = false;
-        Logger.LogInformation("{Participant} reloaded its record after a failed write", ParticipantName);
-    }
-
-    private async Task Persist(string transactionId, string what)
-    {
-        try
-        {
-            await _state.WriteStateAsync();
+            await durable;
         }
         catch (Exception ex)
         {
-            Logger.LogError(ex, "Durable write failed {TransactionId} at {Participant} ({What}); the record will be reloaded", transactionId, ParticipantName, what);
-            InvalidateAfterFailedWrite();
+            Logger.LogWarning("Durable write failed {TransactionId} at {Participant} ({What}): {Error}", transactionId, ParticipantName, what, ex.GetBaseException().Message);
             throw;
         }
     }
 
-    private void InvalidateAfterFailedWrite()
+    // ---------------------------------------------------------------- group commit
+
+    /// <summary>What a step's answer waits for before it is sent.</summary>
+    private enum Durability
     {
-        _mustReload = true;
+        /// <summary>Nothing (a no vote: refusing is always safe).</summary>
+        None,
+        /// <summary>Every change made before the step (a yes or an acknowledgement that relies on them).</summary>
+        PriorChanges,
+        /// <summary>The step changed the record: the write that starts after it.</summary>
+        OwnChange,
     }
+
+    /// <summary>
+    /// Runs <paramref name="step"/> on the machine once nothing holds the participant and the record is
+    /// loaded, and, in the same turn, joins the write its answer must wait for. Everything from the last
+    /// check to the join is synchronous, so no other request, failed write or reload can come in between.
+    /// </summary>
+    private async Task<(T Result, Task Durable)> Step<T>(Func<T> step, Func<T, Durability> durability, bool ignoreStall = false)
+    {
+        while (true)
+        {
+            if (!ignoreStall && !_stall.IsCompleted) await _stall;
+            else if (_mustReload) await Reload();
+            else break;
+        }
+        var result = step();
+        var durable = durability(result) switch
+        {
+            Durability.OwnChange => JoinNextWrite(),
+            Durability.PriorChanges => WhenPriorChangesDurable(),
+            _ => Task.CompletedTask,
+        };
+        return (result, durable);
+    }
+
+    /// <summary>Completes when every change made so far is durable (at once when nothing is unwritten).</summary>
+    private Task WhenPriorChangesDurable() => _unwritten?.Task ?? _writing?.Task ?? Task.CompletedTask;
+
+    /// <summary>The caller just changed the record: it waits for the next write, started now if none is in flight.</summary>
+    private Task JoinNextWrite()
+    {
+        var batch = _unwritten ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        if (!_writerRunning) _ = WriteLoop();
+        return batch.Task;
+    }
+
+    /// <summary>
+    /// The single writer: writes the record while changes are unwritten, one write at a time. Each write
+    /// completes exactly the steps made before it started; steps made during it wait for the next.
+    /// </summary>
+    private async Task WriteLoop()
+    {
+        _writerRunning = true;
+        try
+        {
+            // Let the requests already queued on this activation take their steps first: they join this write.
+            await Task.Yield();
+            while (_unwritten is { } batch)
+            {
+                _unwritten = null;
+                _writing = batch;
+                // Storage serializes the state after its own awaits: hand it a copy the machine will not touch.
+                _state.State = _machine.CopyRecord();
+                Exception? failure = null;
+                try
+                {
+                    await _state.WriteStateAsync();
+                }
+                catch (Exception ex)
+                {
+                    failure = ex;
+                }
+                _writing = null;
+                if (failure is null)
+                {
+                    batch.SetResult();
+                    continue;
+                }
+
+                Logger.LogError(failure, "Durable write failed at {Participant}; every waiting transaction fails and the record will be reloaded", ParticipantName);
+                _mustReload = true;
+                batch.SetException(failure);
+                // Made on top of the failed write's changes: lost with them when the grain reloads.
+                if (_unwritten is { } later)
+                {
+                    _unwritten = null;
+                    later.SetException(failure);
+                }
+                return;
+            }
+        }
+        finally
+        {
+            _writerRunning = false;
+        }
+    }
+
+    /// <summary>One reload for every request waiting on it; the machine is replaced in one step once the read is done.</summary>
+    private Task Reload()
+    {
+        if (_reloading is not null) return _reloading;
+        var reloading = ReloadRecord();
+        if (!reloading.IsCompleted) _reloading = reloading;
+        return reloading;
+    }
+
+    private async Task ReloadRecord()
+    {
+        try
+        {
+            // No write is in flight: the writer stopped at the failure and no step runs until the reload is done.
+            await _state.ReadStateAsync();
+            _machine = new ParticipantMachine<TResource, TWork>(Rules, _state.State, Options.DecisionRetention);
+            _mustReload = false;
+            Logger.LogInformation("{Participant} reloaded its record after a failed write", ParticipantName);
+        }
+        finally
+        {
+            _reloading = null;
+        }
+    }
+
+    // ---------------------------------------------------------------- stalls (fault and crash seams)
+
+    /// <summary>Waits while an injected hang or a reached crash point holds the participant.</summary>
+    private async Task Unstalled()
+    {
+        while (!_stall.IsCompleted) await _stall;
+    }
+
+    /// <summary>Holds every other request until the returned source is completed.</summary>
+    private TaskCompletionSource Stall()
+    {
+        var over = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        AddStall(over.Task);
+        return over;
+    }
+
+    /// <summary>A reached crash point never returns: the whole participant freezes there until its silo is killed.</summary>
+    private Task Freeze(Task crashCheck)
+    {
+        if (!crashCheck.IsCompleted) AddStall(crashCheck);
+        return crashCheck;
+    }
+
+    private void AddStall(Task until) => _stall = _stall.IsCompleted ? until : Task.WhenAll(_stall, until);
 }

@@ -1,5 +1,6 @@
 using OrleansTwoPC.Grains.Placement;
 using Microsoft.Extensions.Logging;
+using Orleans.Concurrency;
 using Microsoft.Extensions.Options;
 using OrleansTwoPC.Grains.Faults;
 using OrleansTwoPC.Protocol;
@@ -8,7 +9,9 @@ using OrleansTwoPC.Protocol.Resources;
 
 namespace OrleansTwoPC.Grains.Participants;
 
+// Reentrant for group commit: see ParticipantGrain.
 [ServiceRolePlacement(ServiceRoles.Shipping)]
+[Reentrant]
 public sealed class ShipmentGrain(
     [PersistentState(StateNames.Shipment, StorageNames.Shipping)] IPersistentState<ParticipantRecord<ShipmentRecord, ShipmentDetails>> state,
     IOptions<ProtocolOptions> options,
@@ -34,11 +37,10 @@ public sealed class ShipmentGrain(
         return PrepareCore(transactionId, details, deadline);
     }
 
-    public async Task<ShipmentSnapshot> GetSnapshot()
+    public Task<ShipmentSnapshot> GetSnapshot() => Read(machine =>
     {
-        await EnsureLoaded();
-        var record = Machine.Record.Resource;
+        var record = machine.Record.Resource;
         return new ShipmentSnapshot(Key, record.Status.ToString(), record.Details?.Address, record.TransactionId,
-            Machine.Record.Prepared.Count > 0, LatePreparesRefused);
-    }
+            machine.Record.Prepared.Count > 0, LatePreparesRefused);
+    });
 }

@@ -20,3 +20,12 @@ public sealed record SendDecision(ParticipantId Participant, Decision Decision, 
 
 /// <summary>Every participant acknowledged: write the record once more as completed.</summary>
 public sealed record PersistCompletion : CoordinatorAction;
+
+/// <summary>
+/// No transaction after all: a participant reported that the order names a resource that does not exist.
+/// Nothing was decided and nothing is written (presumed abort: an inquiry finds no record and is answered
+/// abort). Roll back, best effort, whoever may hold a reservation, then answer the caller Rejected. The
+/// machine is idle again: a resubmission begins a new attempt, which the participants rolled back here
+/// refuse (their tombstone), so a corrected order needs a new order id.
+/// </summary>
+public sealed record RejectOrder(string Reason, IReadOnlyList<ParticipantId> RollBack) : CoordinatorAction;

@@ -1,3 +1,5 @@
+using OrleansTwoPC.Protocol.Participant;
+
 namespace OrleansTwoPC.Protocol.Coordinator;
 
 public enum CoordinatorPhase
@@ -84,6 +86,11 @@ public sealed class CoordinatorMachine
         return actions;
     }
 
+    /// <remarks>
+    /// A no vote saying the resource does not exist (<see cref="Refusals.UnknownResource"/>) makes the order
+    /// invalid rather than aborted: the machine then waits for every vote (or the deadline) so that the
+    /// rejection names every unknown resource, and ends in <see cref="RejectOrder"/> instead of a decision.
+    /// </remarks>
     public IReadOnlyList<CoordinatorAction> OnVote(ParticipantId participant, Vote vote, string? reason, DateTimeOffset now)
     {
         var entry = PendingEntry(participant);
@@ -91,6 +98,7 @@ public sealed class CoordinatorMachine
         entry.Vote = vote;
         entry.Reason = reason;
         entry.Source = VoteSource.Voted;
+        if (NamesUnknownResource) return RejectOnceAllAnswered();
         if (vote == Vote.No)
             return Decide(Decision.Abort, $"{participant} voted no: {reason ?? "no reason given"}", now);
         return Record.Participants.All(p => p.Vote == Vote.Yes) ? Decide(Decision.Commit, null, now) : Nothing;
@@ -103,6 +111,7 @@ public sealed class CoordinatorMachine
         if (entry is null) return Nothing;
         entry.Reason = error;
         entry.Source = VoteSource.Failed;
+        if (NamesUnknownResource) return RejectOnceAllAnswered();
         return Decide(Decision.Abort, $"{participant} failed to prepare: {error}", now);
     }
 
@@ -116,6 +125,7 @@ public sealed class CoordinatorMachine
             p.Source = VoteSource.TimedOut;
             p.Reason = $"no vote within {_options.PrepareTimeout.TotalMilliseconds:0} ms";
         }
+        if (NamesUnknownResource) return RejectOnceAllAnswered();
         return Decide(Decision.Abort, $"prepare timed out waiting for {string.Join(", ", silent.Select(p => p.Participant))}", now);
     }
 
@@ -235,6 +245,39 @@ public sealed class CoordinatorMachine
         Record.Decision,
         Record.AbortReason,
         Record.Participants.Select(p => new ParticipantVoteReport(p.Participant, p.Vote, p.Source, p.Reason)).ToList());
+
+    private bool NamesUnknownResource => Record.Participants.Any(IsUnknownResource);
+
+    private static bool IsUnknownResource(ParticipantEntry entry) =>
+        entry is { Source: VoteSource.Voted, Vote: Vote.No, Reason: Refusals.UnknownResource };
+
+    /// <summary>
+    /// Ends phase one without a decision once nobody's vote is pending: the reason names the unknown
+    /// resources of the first kind among them (SKUs before the account, in the order's line order, as the
+    /// check before any prepare used to); everybody who may hold a reservation (voted yes, failed, timed
+    /// out) is to be rolled back. The record is dropped, so nothing about this attempt is ever written.
+    /// </summary>
+    private IReadOnlyList<CoordinatorAction> RejectOnceAllAnswered()
+    {
+        if (Record.Participants.Any(p => p.Source == VoteSource.Pending)) return Nothing;
+        var unknown = Record.Participants.Where(IsUnknownResource).Select(p => p.Id).ToList();
+        var kind = unknown.Min(p => p.Kind);
+        var reason = $"unknown {Noun(kind)} {string.Join(", ", unknown.Where(p => p.Kind == kind).Select(p => p.Key))}";
+        var rollBack = Record.Participants
+            .Where(p => !(p.Source == VoteSource.Voted && p.Vote == Vote.No))
+            .Select(p => p.Id)
+            .ToList();
+        Record = new CoordinatorRecord { TransactionId = TransactionId };
+        Phase = CoordinatorPhase.Idle;
+        return new CoordinatorAction[] { new RejectOrder(reason, rollBack) };
+    }
+
+    private static string Noun(ParticipantKind kind) => kind switch
+    {
+        ParticipantKind.Inventory => "SKU",
+        ParticipantKind.Payment => "account",
+        _ => kind.ToString().ToLowerInvariant(),
+    };
 
     private IReadOnlyList<CoordinatorAction> Decide(Decision decision, string? reason, DateTimeOffset now)
     {

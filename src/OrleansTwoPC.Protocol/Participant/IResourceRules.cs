@@ -14,4 +14,10 @@ public interface IResourceRules<TResource, TWork>
 
     /// <summary>Rollback of a prepared transaction: undo whatever the reservation changed.</summary>
     void Release(TResource resource, TWork work, string transactionId, DateTimeOffset now);
+
+    /// <summary>A deep copy sharing nothing mutable with <paramref name="resource"/> (for a write snapshot).</summary>
+    TResource CopyResource(TResource resource);
+
+    /// <summary>A deep copy sharing nothing mutable with <paramref name="work"/> (for a write snapshot).</summary>
+    TWork CopyWork(TWork work);
 }

@@ -61,11 +61,16 @@ public sealed class ParticipantMachine<TResource, TWork> where TResource : new()
     private readonly IResourceRules<TResource, TWork> _rules;
     private readonly TimeSpan _retention;
 
+    // Earliest keep-until time of the tombstones: pruning scans them only once it has passed, so a hot
+    // participant with many tombstones does not scan them all on every step.
+    private DateTimeOffset _nextTombstoneExpiry;
+
     public ParticipantMachine(IResourceRules<TResource, TWork> rules, ParticipantRecord<TResource, TWork>? record, TimeSpan decisionRetention)
     {
         _rules = rules;
         _retention = decisionRetention;
         Record = record ?? new ParticipantRecord<TResource, TWork>();
+        _nextTombstoneExpiry = Record.Decided.Count == 0 ? DateTimeOffset.MaxValue : Record.Decided.Values.Min(d => d.KeepUntil);
     }
 
     public ParticipantRecord<TResource, TWork> Record { get; }
@@ -103,6 +108,50 @@ public sealed class ParticipantMachine<TResource, TWork> where TResource : new()
         PruneDecided(now);
         return new PrepareResult(PrepareCase.Reserved, Vote.Yes, null);
     }
+
+    /// <summary>
+    /// The vote for a prepare whose yes was decided earlier, once the record it relied on is durable. Under
+    /// group commit other requests change the record while the write is in flight: a rollback may have
+    /// released the reservation meanwhile, and then the truthful answer is no (the coordinator, which
+    /// decided abort before sending that rollback, ignores it either way).
+    /// </summary>
+    public PrepareResult ConfirmYes(string transactionId, DateTimeOffset deadline)
+    {
+        if (Record.Prepared.TryGetValue(transactionId, out var prepared))
+            return prepared.Deadline == deadline
+                ? new PrepareResult(PrepareCase.AlreadyPrepared, Vote.Yes, null)
+                : new PrepareResult(PrepareCase.OtherAttempt, Vote.No, "another attempt of this transaction is prepared here");
+        if (Record.Decided.TryGetValue(transactionId, out var decided))
+        {
+            if (decided.Outcome == Decision.Abort)
+                return new PrepareResult(PrepareCase.AlreadyAborted, Vote.No, "transaction rolled back here while its prepare was being written");
+            return decided.Deadline == deadline
+                ? new PrepareResult(PrepareCase.AlreadyCommitted, Vote.Yes, null)
+                : new PrepareResult(PrepareCase.OtherAttempt, Vote.No, "another attempt of this transaction already committed here");
+        }
+        return new PrepareResult(PrepareCase.OtherAttempt, Vote.No, "reservation dropped here while its prepare was being written");
+    }
+
+    /// <summary>A deep copy of the record, sharing nothing mutable with it: what a write hands to storage
+    /// while the machine goes on changing the live record.</summary>
+    public ParticipantRecord<TResource, TWork> CopyRecord() => new()
+    {
+        Resource = _rules.CopyResource(Record.Resource),
+        Prepared = Record.Prepared.ToDictionary(p => p.Key, p => new PreparedTransaction<TWork>
+        {
+            Work = _rules.CopyWork(p.Value.Work),
+            Coordinator = p.Value.Coordinator,
+            PreparedAt = p.Value.PreparedAt,
+            Deadline = p.Value.Deadline,
+        }),
+        Decided = Record.Decided.ToDictionary(d => d.Key, d => new DecidedTransaction
+        {
+            Outcome = d.Value.Outcome,
+            DecidedAt = d.Value.DecidedAt,
+            Deadline = d.Value.Deadline,
+            KeepUntil = d.Value.KeepUntil,
+        }),
+    };
 
     /// <param name="deadline">The deadline of the attempt that was decided; null accepts whichever is prepared.</param>
     public DecisionResult Commit(string transactionId, DateTimeOffset now, DateTimeOffset? deadline = null)
@@ -168,7 +217,9 @@ public sealed class ParticipantMachine<TResource, TWork> where TResource : new()
     private void Remember(string transactionId, Decision outcome, DateTimeOffset? deadline, DateTimeOffset now)
     {
         var latest = deadline is { } d && d > now ? d : now;
-        Record.Decided[transactionId] = new DecidedTransaction { Outcome = outcome, DecidedAt = now, Deadline = deadline, KeepUntil = latest + _retention };
+        var keepUntil = latest + _retention;
+        Record.Decided[transactionId] = new DecidedTransaction { Outcome = outcome, DecidedAt = now, Deadline = deadline, KeepUntil = keepUntil };
+        if (keepUntil < _nextTombstoneExpiry) _nextTombstoneExpiry = keepUntil;
         PruneDecided(now);
     }
 
@@ -178,10 +229,16 @@ public sealed class ParticipantMachine<TResource, TWork> where TResource : new()
     /// </summary>
     private void PruneDecided(DateTimeOffset now)
     {
+        if (now <= _nextTombstoneExpiry) return;
+        var next = DateTimeOffset.MaxValue;
         List<string>? expired = null;
         foreach (var (id, decided) in Record.Decided)
+        {
             if (now > decided.KeepUntil) (expired ??= new()).Add(id);
-        if (expired is null) return;
-        foreach (var id in expired) Record.Decided.Remove(id);
+            else if (decided.KeepUntil < next) next = decided.KeepUntil;
+        }
+        if (expired is not null)
+            foreach (var id in expired) Record.Decided.Remove(id);
+        _nextTombstoneExpiry = next;
     }
 }

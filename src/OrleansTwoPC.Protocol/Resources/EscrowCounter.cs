@@ -41,7 +41,7 @@ public sealed class EscrowRules : IResourceRules<EscrowCounter, long>
 
     public string? CheckReserve(EscrowCounter resource, IReadOnlyCollection<long> reserved, long work)
     {
-        if (!resource.Exists) return "unknown resource";
+        if (!resource.Exists) return Refusals.UnknownResource;
         if (work <= 0) return $"amount must be positive, got {work}";
         var available = Available(resource, reserved);
         return work > available ? $"{_shortage}: requested {work}, available {available}" : null;
@@ -58,4 +58,14 @@ public sealed class EscrowRules : IResourceRules<EscrowCounter, long>
     {
         // Nothing was taken from the committed value; dropping the reservation is the release.
     }
+
+    public EscrowCounter CopyResource(EscrowCounter resource) => new()
+    {
+        Exists = resource.Exists,
+        Committed = resource.Committed,
+        ConsumedTotal = resource.ConsumedTotal,
+        SuppliedTotal = resource.SuppliedTotal,
+    };
+
+    public long CopyWork(long work) => work;
 }

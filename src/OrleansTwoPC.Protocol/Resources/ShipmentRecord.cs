@@ -58,4 +58,19 @@ public sealed class ShipmentRules : IResourceRules<ShipmentRecord, ShipmentDetai
         resource.TransactionId = transactionId;
         resource.ChangedAt = now;
     }
+
+    public ShipmentRecord CopyResource(ShipmentRecord resource) => new()
+    {
+        Status = resource.Status,
+        Details = resource.Details is null ? null : CopyWork(resource.Details),
+        TransactionId = resource.TransactionId,
+        ChangedAt = resource.ChangedAt,
+    };
+
+    public ShipmentDetails CopyWork(ShipmentDetails work) => new()
+    {
+        OrderId = work.OrderId,
+        Address = work.Address,
+        Items = work.Items.Select(i => new ShipmentItem { Sku = i.Sku, Quantity = i.Quantity }).ToList(),
+    };
 }
