@@ -1,7 +1,6 @@
 using OrleansTwoPC.Grains.Placement;
 using System.Diagnostics;
 using Microsoft.Extensions.Logging;
-using Orleans.Runtime.MembershipService.SiloMetadata;
 using Microsoft.Extensions.Options;
 using OrleansTwoPC.Grains.Faults;
 using OrleansTwoPC.Grains.Telemetry;
@@ -37,9 +36,7 @@ public sealed class TransactionCoordinatorGrain : Grain, ITransactionCoordinator
 
     // What the silos of the cluster host, read in memory to refuse an order whose service is down.
     private readonly IClusterMembershipService _membership;
-    private readonly ISiloMetadataCache _siloMetadata;
-    private readonly ILocalSiloDetails _localSilo;
-    private readonly LocalSiloRoles _localRoles;
+    private readonly SiloRoleLookup _siloRoles;
 
     public TransactionCoordinatorGrain(
         [PersistentState(StateNames.Coordinator, StorageNames.Coordinator)] IPersistentState<CoordinatorRecord> state,
@@ -47,9 +44,7 @@ public sealed class TransactionCoordinatorGrain : Grain, ITransactionCoordinator
         TimeProvider time,
         CrashInjector crashes,
         IClusterMembershipService membership,
-        ISiloMetadataCache siloMetadata,
-        ILocalSiloDetails localSilo,
-        LocalSiloRoles localRoles,
+        SiloRoleLookup siloRoles,
         ILogger<TransactionCoordinatorGrain> logger)
     {
         _state = state;
@@ -57,9 +52,7 @@ public sealed class TransactionCoordinatorGrain : Grain, ITransactionCoordinator
         _time = time;
         _crashes = crashes;
         _membership = membership;
-        _siloMetadata = siloMetadata;
-        _localSilo = localSilo;
-        _localRoles = localRoles;
+        _siloRoles = siloRoles;
         _logger = logger;
     }
 
@@ -508,9 +501,7 @@ public sealed class TransactionCoordinatorGrain : Grain, ITransactionCoordinator
             .ToList();
         foreach (var role in participants.Select(p => RoleOf(p.Kind)).Distinct())
         {
-            var hosted = active.Any(silo => ServiceRoles.Hosts(
-                silo.Equals(_localSilo.SiloAddress) ? _localRoles.Roles : _siloMetadata.GetSiloMetadata(silo).Metadata.GetValueOrDefault(ServiceRoles.MetadataKey),
-                role));
+            var hosted = active.Any(silo => ServiceRoles.Hosts(_siloRoles.Of(silo), role));
             if (!hosted) return $"the {role} service is down: no silo with role '{role}' (or '{ServiceRoles.All}') is running";
         }
         return null;

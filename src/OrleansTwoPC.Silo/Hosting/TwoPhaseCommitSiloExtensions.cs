@@ -69,6 +69,7 @@ public static class TwoPhaseCommitSiloExtensions
         var roles = ServiceRoles.Normalize(configuration[ServiceRoles.ConfigurationKey]);
         silo.UseSiloMetadata(new Dictionary<string, string> { [ServiceRoles.MetadataKey] = roles });
         silo.Services.AddSingleton(new LocalSiloRoles(roles));
+        silo.Services.AddSingleton<SiloRoleLookup>();
         // Transient: Orleans initialises one strategy instance per grain type with that type's role.
         silo.Services.AddPlacementFilter<ServiceRolePlacementFilterStrategy, ServiceRolePlacementFilterDirector>(ServiceLifetime.Transient);
 
