@@ -16,7 +16,7 @@ public sealed class ProtocolOptions
     /// prepare arriving after its rollback is refused and repeated decisions are no-ops. Covers
     /// clock skew between silos; later, the deadline check alone refuses late prepares. Kept short because
     /// a hot participant persists its tombstones with every write.</summary>
-    public TimeSpan DecisionRetention { get; set; } = TimeSpan.FromMinutes(2);
+    public TimeSpan DecisionRetention { get; set; } = TimeSpan.FromSeconds(30);
 
     /// <summary>A prepared participant that hears no decision for this long asks its coordinator.</summary>
     public TimeSpan InDoubtTimeout { get; set; } = TimeSpan.FromSeconds(30);

@@ -32,6 +32,25 @@ public static class PostgresConnectionStrings
         return new NpgsqlConnectionStringBuilder(connectionString) { MaxPoolSize = DefaultMaximumPoolSize }.ConnectionString;
     }
 
+    private static readonly string[] NoResetOnCloseKeys = ["No Reset On Close", "NoResetOnClose"];
+
+    /// <summary>
+    /// Turns off Npgsql's session reset when a pooled connection is returned, unless the string sets it.
+    /// The reset is DISCARD ALL, which also drops every cached plan, so the next call of the storage's
+    /// PL/pgSQL write function plans its UPDATE again: on the grain-storage path, where every transaction
+    /// step is one such call and nothing ever changes session state, that is pure overhead.
+    /// </summary>
+    public static string WithoutSessionReset(string connectionString)
+    {
+        var raw = new DbConnectionStringBuilder { ConnectionString = connectionString };
+        if (NoResetOnCloseKeys.Any(raw.ContainsKey))
+        {
+            return connectionString;
+        }
+
+        return new NpgsqlConnectionStringBuilder(connectionString) { NoResetOnClose = true }.ConnectionString;
+    }
+
     /// <summary>The database name a connection string targets (Npgsql defaults it to the user name).</summary>
     public static string DatabaseOf(string connectionString)
     {

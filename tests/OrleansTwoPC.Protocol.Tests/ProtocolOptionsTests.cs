@@ -10,7 +10,7 @@ public sealed class ProtocolOptionsTests
         Assert.Equal(TimeSpan.FromSeconds(5), options.PrepareTimeout);
         Assert.Equal(TimeSpan.FromMilliseconds(100), options.RetryBaseDelay);
         Assert.Equal(TimeSpan.FromSeconds(10), options.RetryMaxDelay);
-        Assert.Equal(TimeSpan.FromMinutes(2), options.DecisionRetention);
+        Assert.Equal(TimeSpan.FromSeconds(30), options.DecisionRetention);
         Assert.Equal(TimeSpan.FromSeconds(30), options.InDoubtTimeout);
     }
 

@@ -73,6 +73,17 @@ public sealed class PostgresTopologyTests(PostgresFixture fixture)
         Assert.Contains("ConnectionStrings:Coordinator", ex.Message);
     }
 
+    [Theory]
+    [InlineData("Host=h;Username=u;Database=d", true)]
+    [InlineData("Host=h;Username=u;Database=d;No Reset On Close=false", false)]
+    [InlineData("Host=h;Username=u;Database=d;NoResetOnClose=true", true)]
+    public void Grain_storage_connections_skip_the_session_reset_unless_the_user_chose(string connectionString, bool expected)
+    {
+        var result = new NpgsqlConnectionStringBuilder(PostgresConnectionStrings.WithoutSessionReset(connectionString));
+        Assert.Equal(expected, result.NoResetOnClose);
+        Assert.Equal("d", result.Database);
+    }
+
     [Fact]
     public void Invalid_prefix_is_rejected()
     {

@@ -39,11 +39,11 @@ public static class TwoPcTelemetry
     public static readonly Meter Meter = new(MeterName);
     public static readonly ActivitySource ActivitySource = new(ActivitySourceName);
 
-    public static readonly Counter<long> Started = Meter.CreateCounter<long>("twopc.transactions.started", description: "Transactions that began phase one");
+    public static readonly Counter<long> Started = Meter.CreateCounter<long>("twopc.transactions.started", description: "Transactions that completed phase one (every vote in or the prepare deadline passed), whatever the decision; rejected orders are not counted");
     public static readonly Counter<long> Committed = Meter.CreateCounter<long>("twopc.transactions.committed", description: "Transactions whose commit decision was made durable");
     public static readonly Counter<long> Aborted = Meter.CreateCounter<long>("twopc.transactions.aborted", description: "Transactions whose abort decision was made durable, by reason");
     public static readonly Counter<long> InDoubt = Meter.CreateCounter<long>("twopc.transactions.in_doubt", description: "Decision writes that failed (outcome in doubt until recovery)");
-    public static readonly Counter<long> Rejected = Meter.CreateCounter<long>("twopc.transactions.rejected", description: "Orders rejected before any prepare (invalid, unknown resources, conflicting resubmission)");
+    public static readonly Counter<long> Rejected = Meter.CreateCounter<long>("twopc.transactions.rejected", description: "Orders rejected without a decision: invalid, conflicting resubmission (before any prepare), or naming an unknown SKU or account (after the prepares, which are rolled back)");
     public static readonly Counter<long> PhaseTwoRetries = Meter.CreateCounter<long>("twopc.phase2.retries", description: "Failed phase-two deliveries that will be retried");
     public static readonly Counter<long> RecoveryRuns = Meter.CreateCounter<long>("twopc.recovery.runs", description: "Recovery sweeps run");
     public static readonly Counter<long> RecoveryResolved = Meter.CreateCounter<long>("twopc.recovery.resolved", description: "In-doubt participant transactions settled by recovery");

@@ -134,7 +134,7 @@ public static class TwoPhaseCommitSiloExtensions
         silo.AddAdoNetGrainStorage(name, o =>
         {
             o.Invariant = AdoNetInvariant;
-            o.ConnectionString = connectionString;
+            o.ConnectionString = PostgresConnectionStrings.WithoutSessionReset(connectionString);
             o.GrainStorageSerializer = new CompactJsonGrainStorageSerializer();
         });
         // The last keyed registration wins: the same ADO.NET provider, wrapped so callers get clear errors.
