@@ -1,3 +1,4 @@
+using OrleansTwoPC.Benchmark.Measurement;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
@@ -77,16 +78,10 @@ public sealed class OrleansTransactionsSystem(TransactionalDatabases databases, 
         }
     }
 
-    public async Task<bool> WaitUntilSettledAsync(TimeSpan timeout, CancellationToken cancellationToken)
+    public Task<bool> WaitUntilSettledAsync(TimeSpan timeout, CancellationToken cancellationToken)
     {
         var reader = new TransactionalStateReader(databases);
-        var deadline = DateTime.UtcNow + timeout;
-        while (true)
-        {
-            if (await reader.CountPendingAsync(cancellationToken) == 0) return true;
-            if (DateTime.UtcNow > deadline) return false;
-            await Task.Delay(100, cancellationToken);
-        }
+        return Polling.UntilAsync(async ct => await reader.CountPendingAsync(ct) == 0, timeout, cancellationToken);
     }
 
     public Task<StoredSnapshot> ReadStoredStateAsync(Catalogue catalogue, string orderIdPrefix, CancellationToken cancellationToken) =>
