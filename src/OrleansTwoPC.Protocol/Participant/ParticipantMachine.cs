@@ -87,18 +87,8 @@ public sealed class ParticipantMachine<TResource, TWork> where TResource : new()
 
     public PrepareResult Prepare(string transactionId, string coordinator, TWork work, DateTimeOffset deadline, DateTimeOffset now)
     {
-        if (Record.Prepared.TryGetValue(transactionId, out var prepared))
-            return prepared.Deadline == deadline
-                ? new PrepareResult(PrepareCase.AlreadyPrepared, Vote.Yes, null)
-                : new PrepareResult(PrepareCase.OtherAttempt, Vote.No, "another attempt of this transaction is prepared here");
-        if (Record.Decided.TryGetValue(transactionId, out var decided))
-        {
-            if (decided.Outcome == Decision.Abort)
-                return new PrepareResult(PrepareCase.AlreadyAborted, Vote.No, "transaction already rolled back here");
-            return decided.Deadline == deadline
-                ? new PrepareResult(PrepareCase.AlreadyCommitted, Vote.Yes, null)
-                : new PrepareResult(PrepareCase.OtherAttempt, Vote.No, "another attempt of this transaction already committed here");
-        }
+        if (VoteOfKnown(transactionId, deadline, "transaction already rolled back here") is { } known)
+            return known;
         if (now > deadline)
             return new PrepareResult(PrepareCase.DeadlinePassed, Vote.No, $"prepare arrived {(now - deadline).TotalMilliseconds:0} ms after its deadline");
         var refusal = _rules.CheckReserve(Record.Resource, ReservedWork, work);
@@ -110,12 +100,10 @@ public sealed class ParticipantMachine<TResource, TWork> where TResource : new()
     }
 
     /// <summary>
-    /// The vote for a prepare whose yes was decided earlier, once the record it relied on is durable. Under
-    /// group commit other requests change the record while the write is in flight: a rollback may have
-    /// released the reservation meanwhile, and then the truthful answer is no (the coordinator, which
-    /// decided abort before sending that rollback, ignores it either way).
+    /// The vote for a transaction this participant already holds, prepared or decided (an attempt is
+    /// identified by its deadline); null when it knows nothing of it.
     /// </summary>
-    public PrepareResult ConfirmYes(string transactionId, DateTimeOffset deadline)
+    private PrepareResult? VoteOfKnown(string transactionId, DateTimeOffset deadline, string abortedReason)
     {
         if (Record.Prepared.TryGetValue(transactionId, out var prepared))
             return prepared.Deadline == deadline
@@ -124,12 +112,24 @@ public sealed class ParticipantMachine<TResource, TWork> where TResource : new()
         if (Record.Decided.TryGetValue(transactionId, out var decided))
         {
             if (decided.Outcome == Decision.Abort)
-                return new PrepareResult(PrepareCase.AlreadyAborted, Vote.No, "transaction rolled back here while its prepare was being written");
+                return new PrepareResult(PrepareCase.AlreadyAborted, Vote.No, abortedReason);
             return decided.Deadline == deadline
                 ? new PrepareResult(PrepareCase.AlreadyCommitted, Vote.Yes, null)
                 : new PrepareResult(PrepareCase.OtherAttempt, Vote.No, "another attempt of this transaction already committed here");
         }
-        return new PrepareResult(PrepareCase.OtherAttempt, Vote.No, "reservation dropped here while its prepare was being written");
+        return null;
+    }
+
+    /// <summary>
+    /// The vote for a prepare whose yes was decided earlier, once the record it relied on is durable. Under
+    /// group commit other requests change the record while the write is in flight: a rollback may have
+    /// released the reservation meanwhile, and then the truthful answer is no (the coordinator, which
+    /// decided abort before sending that rollback, ignores it either way).
+    /// </summary>
+    public PrepareResult ConfirmYes(string transactionId, DateTimeOffset deadline)
+    {
+        return VoteOfKnown(transactionId, deadline, "transaction rolled back here while its prepare was being written")
+            ?? new PrepareResult(PrepareCase.OtherAttempt, Vote.No, "reservation dropped here while its prepare was being written");
     }
 
     /// <summary>A deep copy of the record, sharing nothing mutable with it: what a write hands to storage
