@@ -86,8 +86,6 @@ public sealed partial class OrderPlan
         if (string.IsNullOrWhiteSpace(id)) throw new OrderValidationException($"{what} is blank");
         if (id.Length > MaxIdLength) throw new OrderValidationException($"{what} is longer than {MaxIdLength} characters");
         if (!IdPattern().IsMatch(id)) throw new OrderValidationException($"{what} '{id}' may contain only letters, digits and . _ : -");
-        // Orleans stores all-digit string keys as integers, so "020" and "20" would share one grain.
-        if (id.Length > 1 && id[0] == '0' && id.All(char.IsAsciiDigit)) throw new OrderValidationException($"{what} '{id}' is all digits with a leading zero");
     }
 
     public static void CheckResourceId(string? id, string what) => CheckId(id, what);

@@ -137,8 +137,10 @@ public static class TwoPhaseCommitSiloExtensions
             o.ConnectionString = PostgresConnectionStrings.WithoutSessionReset(connectionString);
             o.GrainStorageSerializer = new CompactJsonGrainStorageSerializer();
         });
-        // The last keyed registration wins: the same ADO.NET provider, wrapped so callers get clear errors.
-        silo.Services.AddKeyedSingleton<IGrainStorage>(name, (sp, _) => new ClearErrorGrainStorage(name, AdoNetGrainStorageFactory.Create(sp, name)));
+        // The last keyed registration wins: the same ADO.NET provider, wrapped so that every string key gets a
+        // row of its own and callers get clear errors.
+        silo.Services.AddKeyedSingleton<IGrainStorage>(name, (sp, _) =>
+            new ClearErrorGrainStorage(name, new DistinctKeyGrainStorage(AdoNetGrainStorageFactory.Create(sp, name))));
     }
 }
 

@@ -56,10 +56,37 @@ public sealed class StoredStateReader(ServiceDatabases databases)
         return result;
     }
 
+    /// <summary>
+    /// Rows written before ids were stored as exact strings whose key Orleans had turned into a number or
+    /// GUID (a numeric or hexadecimal id): no grain reads them any more. Counted per service database so
+    /// the checker and operators can see them; see docs/operations.md for what to do with them.
+    /// </summary>
+    public async Task<IReadOnlyList<(string Service, long Rows)>> LegacyNumericKeyRowsAsync(CancellationToken cancellationToken = default)
+    {
+        var result = new List<(string, long)>();
+        foreach (var (service, connectionString) in new[]
+                 {
+                     ("inventory", databases.Inventory), ("payments", databases.Payments),
+                     ("shipping", databases.Shipping), ("coordinator", databases.Coordinator),
+                 })
+        {
+            await using var connection = new NpgsqlConnection(connectionString);
+            await connection.OpenAsync(cancellationToken);
+            await using var command = new NpgsqlCommand(
+                "SELECT count(*) FROM orleansstorage WHERE graintypestring = ANY(@states) AND grainidextensionstring = ''", connection);
+            command.Parameters.AddWithValue("states", new[] { StateNames.Inventory, StateNames.Payment, StateNames.Shipment, StateNames.Coordinator });
+            var rows = (long)(await command.ExecuteScalarAsync(cancellationToken))!;
+            if (rows > 0) result.Add((service, rows));
+        }
+        return result;
+    }
+
     private static async Task<IReadOnlyList<StoredState<T>>> ReadAsync<T>(string connectionString, string stateName, string? filter, string? key, CancellationToken cancellationToken, string? mentions = null)
     {
-        var sql = "SELECT grainidextensionstring, grainidn1, payloadbinary, version, modifiedon FROM orleansstorage " +
-                  "WHERE graintypestring = @state AND payloadbinary IS NOT NULL" +
+        // Rows with an empty extension string were keyed by a number under the old key mapping (see
+        // StoredGrainKey): their key is lost and possibly shared, so they belong to no id and are left out.
+        var sql = "SELECT grainidextensionstring, payloadbinary, version, modifiedon FROM orleansstorage " +
+                  "WHERE graintypestring = @state AND payloadbinary IS NOT NULL AND grainidextensionstring <> ''" +
                   (filter is null ? "" : " AND " + filter) +
                   (key is null ? "" : " AND grainidextensionstring = @key") +
                   (mentions is null ? "" : " AND position(@mentions IN payloadbinary) > 0");
@@ -67,19 +94,17 @@ public sealed class StoredStateReader(ServiceDatabases databases)
         await connection.OpenAsync(cancellationToken);
         await using var command = new NpgsqlCommand(sql, connection);
         command.Parameters.AddWithValue("state", stateName);
-        if (key is not null) command.Parameters.AddWithValue("key", key);
+        if (key is not null) command.Parameters.AddWithValue("key", StoredGrainKey.Encode(key));
         if (mentions is not null) command.Parameters.AddWithValue("mentions", System.Text.Encoding.UTF8.GetBytes(mentions));
         var result = new List<StoredState<T>>();
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
         while (await reader.ReadAsync(cancellationToken))
         {
-            // Orleans stores an all-digit string key as an integer in N1 and leaves the extension empty.
-            var extension = reader.GetString(0);
-            var grainKey = extension.Length > 0 ? extension : reader.GetInt64(1).ToString(System.Globalization.CultureInfo.InvariantCulture);
-            var payload = (byte[])reader.GetValue(2);
+            var grainKey = StoredGrainKey.Decode(reader.GetString(0));
+            var payload = (byte[])reader.GetValue(1);
             var state = JsonSerializer.Deserialize<T>(payload, StateJson.Options)
                         ?? throw new InvalidDataException($"{stateName} {grainKey}: empty state payload");
-            result.Add(new StoredState<T>(grainKey, state, reader.GetInt32(3), reader.GetFieldValue<DateTimeOffset>(4)));
+            result.Add(new StoredState<T>(grainKey, state, reader.GetInt32(2), reader.GetFieldValue<DateTimeOffset>(3)));
         }
         return result;
     }

@@ -164,7 +164,7 @@ public sealed class World
         await using var command = new NpgsqlCommand(sql, connection);
         command.Parameters.AddWithValue("hash", StableHash(key));
         command.Parameters.AddWithValue("state", stateName);
-        command.Parameters.AddWithValue("key", key);
+        command.Parameters.AddWithValue("key", StoredGrainKey.Encode(key));
         command.Parameters.AddWithValue("payload", JsonSerializer.SerializeToUtf8Bytes(state, StateJson.Options));
         await command.ExecuteNonQueryAsync();
     }
