@@ -1,0 +1,174 @@
+using CsCheck;
+using Microsoft.Extensions.DependencyInjection;
+using Orleans.Storage;
+using Orleans.TestingHost;
+using OrleansTwoPC.Cluster.Tests.Infrastructure;
+using OrleansTwoPC.Grains;
+using OrleansTwoPC.Protocol;
+using OrleansTwoPC.Protocol.Participant;
+using OrleansTwoPC.Protocol.Resources;
+using OrleansTwoPC.Storage.Checking;
+using OrleansTwoPC.Storage.Records;
+using Xunit.Abstractions;
+
+namespace OrleansTwoPC.Cluster.Tests;
+
+/// <summary>Its own databases, so the invariant check sees only this test's orders.</summary>
+public sealed class OpaqueIdClusterFixture : TwoPcClusterFixture
+{
+    protected override string Name => "ids";
+}
+
+[CollectionDefinition(Name)]
+public sealed class OpaqueIdCollection : ICollectionFixture<OpaqueIdClusterFixture>
+{
+    public const string Name = "opaque ids";
+}
+
+/// <summary>
+/// Ids are opaque strings end to end: generated ids that Orleans would read as numbers or GUIDs (digits,
+/// leading zeros, hex in both cases, GUID shapes, punctuation, maximum length) each name their own SKU,
+/// account and order, in grain storage, in the state reader, in the checker and in recovery.
+/// </summary>
+[Collection(OpaqueIdCollection.Name)]
+public sealed class OpaqueIdTests(OpaqueIdClusterFixture fixture, ITestOutputHelper output) : ClusterTestBase(fixture)
+{
+    private static int _sample;
+
+    /// <summary>A family of distinct ids that the old key mapping collapsed into one row, unique to this sample.</summary>
+    private static readonly Gen<string[]> Families = Gen.OneOf(
+        // digits and leading zeros: 7, 07, 007, and at maximum length
+        Gen.String[Gen.Char["0123456789"], 1, 10].Select(d => Unique(d, hex: false) is var u
+            ? new[] { u, "0" + u, "00" + u, u.PadLeft(OrderPlan.MaxIdLength, '0') } : []),
+        // hex in both cases with leading zeros: cafe, CAFE, 0cafe, CaFe
+        Gen.String[Gen.Char["0123456789abcdef"], 1, 8].Select(h => Unique(h, hex: true) is var u
+            ? new[] { u, u.ToUpperInvariant(), "0" + u, MixedCase(u) } : []),
+        // GUID shapes: N in both cases, D
+        Gen.Guid.Select(g => new[] { g.ToString("N"), g.ToString("N").ToUpperInvariant(), g.ToString("D") }),
+        // punctuation allowed by validation around numeric-looking text
+        Gen.String[Gen.Char["0123456789abcdef"], 1, 6].Select(h => Unique(h, hex: true) is var u
+            ? new[] { u, u + ".0", u + ":1", u + "_", u + "-0", "0" + u + "-0" } : []))
+        .Select(family => family.Distinct(StringComparer.Ordinal).ToArray());
+
+    [Fact]
+    public async Task Generated_ids_each_name_their_own_resources_and_the_checker_is_clean()
+    {
+        var ids = new List<string>();
+        await Families.SampleAsync(async family =>
+        {
+            for (var i = 0; i < family.Length; i++)
+            {
+                await Grains.GetGrain<IInventoryGrain>(family[i]).SetStock(100 + i);
+                await Grains.GetGrain<IPaymentAccountGrain>(family[i]).SetBalance(10_000 + i);
+            }
+            var outcomes = await Task.WhenAll(family.Select((id, i) => Place(new OrderRequest(id, [new OrderLine(id, i + 1, 10)], id, $"address of {id}"))));
+            foreach (var outcome in outcomes) Assert.True(outcome.Status == OrderStatus.Committed, $"{outcome.OrderId}: {outcome.Status} {outcome.Reason}");
+            for (var i = 0; i < family.Length; i++)
+            {
+                var id = family[i];
+                Assert.Equal(100 + i - (i + 1), (await Stock(id)).Committed);
+                Assert.Equal(10_000 + i - (i + 1) * 10, (await Balance(id)).Committed);
+                var shipment = await Shipment(id);
+                Assert.Equal(("Confirmed", $"address of {id}"), (shipment.Status, shipment.Address));
+            }
+            ids.AddRange(family);
+        }, iter: 12, threads: 1);
+
+        await WaitAllCompleted();
+        var checker = new InvariantChecker(Fixture.Databases);
+        var report = await checker.CheckAsync();
+        output.WriteLine($"{ids.Count} generated ids, e.g. {string.Join(" ", ids.Take(8))}; checker: {report.ToText()}");
+        Assert.True(report.Ok, report.ToText());
+        // The reader finds every id under its own key.
+        var reader = new StoredStateReader(Fixture.Databases);
+        var stored = (await reader.InventoryAsync(false)).Select(s => s.Key).ToList();
+        Assert.Equal(stored.Count, stored.Distinct(StringComparer.Ordinal).Count());
+        Assert.Superset(ids.ToHashSet(StringComparer.Ordinal), stored.ToHashSet(StringComparer.Ordinal));
+    }
+
+    [Fact]
+    public async Task An_abandoned_reservation_on_a_generated_id_is_released_by_the_recovery_sweep()
+    {
+        await Families.SampleAsync(async family =>
+        {
+            var now = DateTimeOffset.UtcNow;
+            // Prepared long ago by a coordinator that never wrote anything (it died before deciding).
+            for (var i = 0; i < family.Length; i++)
+            {
+                var id = family[i];
+                await WriteAsync(StorageNames.Inventory, StateNames.Inventory, Grains.GetGrain<IInventoryGrain>(id),
+                    Abandoned(new EscrowCounter { Exists = true, Committed = 50 + i, SuppliedTotal = 50 + i }, (long)(i + 1), id, now));
+                await WriteAsync(StorageNames.Payments, StateNames.Payment, Grains.GetGrain<IPaymentAccountGrain>(id),
+                    Abandoned(new EscrowCounter { Exists = true, Committed = 5_000 + i, SuppliedTotal = 5_000 + i }, (long)(i + 1) * 10, id, now));
+            }
+            var reader = new StoredStateReader(Fixture.Databases);
+            var preparedBefore = (await reader.InventoryAsync(true)).Select(s => s.Key).ToHashSet(StringComparer.Ordinal);
+            Assert.Superset(family.ToHashSet(), preparedBefore);
+
+            var sweep = await Grains.GetGrain<ITransactionAdminGrain>(0).RecoverAll();
+            Assert.Empty(sweep.Errors);
+
+            for (var i = 0; i < family.Length; i++)
+            {
+                var id = family[i];
+                var stock = (await reader.InventoryAsync(false, id)).Single();
+                Assert.Empty(stock.State.Prepared);
+                Assert.Equal(50 + i, stock.State.Resource.Committed);
+                var account = (await reader.PaymentsAsync(false, id)).Single();
+                Assert.Empty(account.State.Prepared);
+                Assert.Equal(5_000 + i, account.State.Resource.Committed);
+                // Presumed abort was made durable under the right transaction.
+                var coordinator = (await reader.CoordinatorAsync(TransactionIds.FromOrderId("abandoned-" + id))).Single();
+                Assert.Equal(Decision.Abort, coordinator.State.Decision);
+                Assert.Equal(ParticipantTransactionStatus.Aborted.ToString(), await Grains.GetGrain<IInventoryGrain>(id).GetTransactionStatus(TransactionIds.FromOrderId("abandoned-" + id)));
+            }
+        }, iter: 6, threads: 1);
+    }
+
+    [Fact]
+    public async Task Ids_outside_the_validated_alphabet_are_refused_and_write_nothing()
+    {
+        var sku = await NewSku(10);
+        var account = await NewAccount(1_000);
+        foreach (var bad in new[] { "caf\u00e9", "\u6f22\u5b57", "a b", "a+b", "~cafe", "a/b" })
+        {
+            var outcome = await Place(new OrderRequest(Unique("ord"), [new OrderLine(bad, 1, 1)], account, "x"));
+            Assert.Equal(OrderStatus.Rejected, outcome.Status);
+            Assert.Contains("may contain only", outcome.Reason);
+        }
+        Assert.Equal(10, (await Stock(sku)).Committed);
+    }
+
+    private static ParticipantRecord<EscrowCounter, long> Abandoned(EscrowCounter counter, long work, string id, DateTimeOffset now)
+    {
+        var tx = TransactionIds.FromOrderId("abandoned-" + id);
+        var record = new ParticipantRecord<EscrowCounter, long> { Resource = counter };
+        record.Prepared[tx] = new PreparedTransaction<long> { Work = work, Coordinator = tx, PreparedAt = now.AddMinutes(-10), Deadline = now.AddMinutes(-10).AddSeconds(5) };
+        return record;
+    }
+
+    /// <summary>Writes a record through the silo's own storage provider, as the grain would (before it is activated).</summary>
+    private async Task WriteAsync<T>(string storage, string stateName, IAddressable grain, T state)
+    {
+        var silo = Fixture.Cluster.Silos.OfType<InProcessSiloHandle>().First();
+        var provider = silo.SiloHost.Services.GetRequiredKeyedService<IGrainStorage>(storage);
+        await provider.WriteStateAsync(stateName, grain.GetGrainId(), new GrainState<T>(state));
+    }
+
+    private async Task WaitAllCompleted()
+    {
+        var checker = new InvariantChecker(Fixture.Databases);
+        var quiet = await Eventually(async () => (await checker.FindLeftoversAsync()).Count, n => n == 0, TimeSpan.FromSeconds(20));
+        Assert.Equal(0, quiet);
+    }
+
+    /// <summary>Text of the generated shape followed by a per-sample counter of the same alphabet, so samples never share an id.</summary>
+    private static string Unique(string generated, bool hex)
+    {
+        var n = Interlocked.Increment(ref _sample);
+        var counter = hex ? n.ToString("x6", System.Globalization.CultureInfo.InvariantCulture) : n.ToString("D6", System.Globalization.CultureInfo.InvariantCulture);
+        return generated + counter;
+    }
+
+    private static string MixedCase(string s) => new(s.Select((c, i) => i % 2 == 0 ? char.ToUpperInvariant(c) : c).ToArray());
+}
