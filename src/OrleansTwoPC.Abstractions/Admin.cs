@@ -52,7 +52,7 @@ public interface ITransactionAdminGrain : IGrainWithIntegerKey
 [Alias("twopc.IRecoveryAgentGrain")]
 public interface IRecoveryAgentGrain : IGrainWithIntegerKey
 {
-    /// <summary>Registers the sweep reminder if it is not registered yet (called at silo start).</summary>
+    /// <summary>Registers the sweep reminder with the configured period (called when a coordinator silo starts).</summary>
     Task EnsureScheduled();
 
     Task<RecoveryReport> SweepNow();

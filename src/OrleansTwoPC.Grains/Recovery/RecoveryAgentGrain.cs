@@ -20,11 +20,13 @@ public sealed class RecoveryAgentGrain(
 {
     public const string ReminderName = "recovery-sweep";
 
+    /// <summary>
+    /// Registers the sweep reminder with the configured period, replacing the one stored in PostgreSQL, so a
+    /// changed <see cref="RecoveryOptions.SweepInterval"/> takes effect when a coordinator silo starts.
+    /// </summary>
     public async Task EnsureScheduled()
     {
         var interval = recovery.Value.SweepInterval;
-        var existing = await this.GetReminder(ReminderName);
-        if (existing is not null) return;
         await this.RegisterOrUpdateReminder(ReminderName, interval, interval);
         logger.LogInformation("Recovery sweep reminder registered, every {Interval}", interval);
     }

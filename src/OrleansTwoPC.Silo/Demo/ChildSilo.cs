@@ -57,8 +57,10 @@ public sealed class ChildSilo : IAsyncDisposable
 
     /// <param name="overrides">Settings added to or replacing the defaults below (e.g. <c>TwoPC:Roles</c>).</param>
     /// <param name="keptLines">How many of the child's last console lines to keep.</param>
+    /// <param name="shippedDefaults">Leave membership, messaging and recovery settings at the product's defaults
+    /// instead of the fast-recovery tuning below (what a user's deployment runs with).</param>
     public static ChildSilo Start(string name, string adminConnectionString, string prefix, string clusterId, string serviceId, string coordinatorDatabase,
-        IReadOnlyDictionary<string, string>? overrides = null, int keptLines = DefaultKeptLines)
+        IReadOnlyDictionary<string, string>? overrides = null, int keptLines = DefaultKeptLines, bool shippedDefaults = false)
     {
         var siloPort = FreePort();
         var gatewayPort = FreePort();
@@ -71,6 +73,11 @@ public sealed class ChildSilo : IAsyncDisposable
             ["TwoPC:SiloPort"] = siloPort.ToString(),
             ["TwoPC:GatewayPort"] = gatewayPort.ToString(),
             ["TwoPC:AdvertisedIp"] = "127.0.0.1",
+            ["TwoPC:Logging:ConsoleLevel"] = "Warning",
+            ["TwoPC:Logging:JsonFile"] = "",
+        };
+        var fastRecovery = new Dictionary<string, string>
+        {
             // Declare a dead silo within a few seconds.
             ["Orleans:Membership:ProbeTimeout"] = "00:00:01",
             ["Orleans:Membership:NumMissedProbesLimit"] = "1",
@@ -86,9 +93,9 @@ public sealed class ChildSilo : IAsyncDisposable
             ["TwoPC:Protocol:PrepareTimeout"] = "00:00:02",
             ["TwoPC:Protocol:RetryBaseDelay"] = "00:00:00.050",
             ["TwoPC:Protocol:RetryMaxDelay"] = "00:00:01",
-            ["TwoPC:Logging:ConsoleLevel"] = "Warning",
-            ["TwoPC:Logging:JsonFile"] = "",
         };
+        if (!shippedDefaults)
+            foreach (var (key, value) in fastRecovery) settings[key] = value;
         foreach (var (key, value) in overrides ?? new Dictionary<string, string>()) settings[key] = value;
 
         var start = new ProcessStartInfo(DotnetHost())

@@ -81,6 +81,9 @@ public static class TwoPhaseCommitSiloExtensions
         silo.Services.AddSingleton<IRecoveryCatalog, PostgresRecoveryCatalog>();
         silo.Services.AddSingleton<RecoverySweeper>();
         silo.AddStartupTask<RecoveryAgentStartup>();
+        // React to a silo's death at once rather than only on the periodic sweep.
+        silo.Services.AddSingleton<SiloDeathRecovery>();
+        silo.Services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>>(sp => sp.GetRequiredService<SiloDeathRecovery>());
 
         // Trace context flows across grain calls (coordinator -> participants). Clients that want their
         // calls in the same trace call clientBuilder.AddActivityPropagation() too.

@@ -50,9 +50,10 @@ public sealed class SiloProcess : IAsyncDisposable
     public string Output => string.Join(Environment.NewLine, _silo.LastLines(KeptLines));
 
     /// <summary>Starts a silo process (fresh ports) and returns at once; see <see cref="WaitActiveAsync"/>.</summary>
-    public static SiloProcess Start(string name, ProcessClusterSettings cluster, IReadOnlyDictionary<string, string>? extraSettings = null) =>
+    /// <param name="shippedDefaults">Run with the product's default settings instead of the fast-recovery tuning.</param>
+    public static SiloProcess Start(string name, ProcessClusterSettings cluster, IReadOnlyDictionary<string, string>? extraSettings = null, bool shippedDefaults = false) =>
         new(ChildSilo.Start(name, cluster.AdminConnectionString, cluster.DatabasePrefix, cluster.ClusterId, ProcessClusterSettings.ServiceId,
-            cluster.Databases.Coordinator, extraSettings, KeptLines), cluster);
+            cluster.Databases.Coordinator, extraSettings, KeptLines, shippedDefaults), cluster);
 
     /// <summary>SIGKILL (Process.Kill on Linux): the process dies at once, without any shutdown.</summary>
     public void Kill()
@@ -60,6 +61,16 @@ public sealed class SiloProcess : IAsyncDisposable
         if (_silo.HasExited) return;
         WasKilled = true;
         _silo.Kill();
+    }
+
+    /// <summary>SIGTERM, as an operator's stop: the silo leaves the cluster gracefully. Killed if it has not exited in time.</summary>
+    public async Task StopGracefullyAsync(TimeSpan timeout)
+    {
+        if (_silo.HasExited) return;
+        using (var kill = System.Diagnostics.Process.Start("kill", ["-TERM", Pid.ToString(System.Globalization.CultureInfo.InvariantCulture)]))
+            await kill.WaitForExitAsync();
+        for (var waited = System.Diagnostics.Stopwatch.StartNew(); !_silo.HasExited && waited.Elapsed < timeout;) await Task.Delay(100);
+        if (!_silo.HasExited) Kill();
     }
 
     /// <summary>Waits until this silo is Active in the cluster's membership table (polled in PostgreSQL).</summary>
