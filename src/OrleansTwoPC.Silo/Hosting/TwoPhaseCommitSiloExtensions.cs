@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Logging;
 using OrleansTwoPC.Grains;
 using OrleansTwoPC.Grains.Faults;
 using OrleansTwoPC.Protocol;
@@ -81,6 +82,7 @@ public static class TwoPhaseCommitSiloExtensions
         silo.Services.AddSingleton<IRecoveryCatalog, PostgresRecoveryCatalog>();
         silo.Services.AddSingleton<RecoverySweeper>();
         silo.AddStartupTask<RecoveryAgentStartup>();
+        silo.AddStartupTask<LegacyKeyRowsWarning>();
         // React to a silo's death at once rather than only on the periodic sweep.
         silo.Services.AddSingleton<SiloDeathRecovery>();
         silo.Services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>>(sp => sp.GetRequiredService<SiloDeathRecovery>());
@@ -144,6 +146,28 @@ public static class TwoPhaseCommitSiloExtensions
         // row of its own and callers get clear errors.
         silo.Services.AddKeyedSingleton<IGrainStorage>(name, (sp, _) =>
             new ClearErrorGrainStorage(name, new DistinctKeyGrainStorage(AdoNetGrainStorageFactory.Create(sp, name))));
+    }
+}
+
+/// <summary>
+/// Warns once per start when the databases still hold rows written before ids were stored as exact strings:
+/// no grain reads them any more (see docs/operations.md, "Ids and rows from older versions").
+/// </summary>
+internal sealed class LegacyKeyRowsWarning(StoredStateReader reader, ILogger<LegacyKeyRowsWarning> logger) : IStartupTask
+{
+    public async Task Execute(CancellationToken cancellationToken)
+    {
+        try
+        {
+            var legacy = await reader.LegacyNumericKeyRowsAsync(cancellationToken);
+            if (legacy.Count > 0)
+                logger.LogWarning("Rows stored under the old numeric key mapping are no longer read: {Rows}; see docs/operations.md (ids and rows from older versions)",
+                    string.Join(", ", legacy.Select(l => $"{l.Rows} in {l.Service}")));
+        }
+        catch (Exception ex)
+        {
+            logger.LogWarning("Could not look for rows of the old key mapping: {Error}", ex.GetBaseException().Message);
+        }
     }
 }
 
