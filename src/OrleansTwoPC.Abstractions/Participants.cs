@@ -1,5 +1,13 @@
 namespace OrleansTwoPC.Abstractions;
 
+/// <summary>
+/// A participant operation only the cluster itself may call (the coordinator, recovery): the silos refuse it
+/// from an external client with an <see cref="UnauthorizedAccessException"/>. Orders go through
+/// <see cref="ITransactionCoordinatorGrain"/>; the admin operations stay open to clients.
+/// </summary>
+[AttributeUsage(AttributeTargets.Method, Inherited = true)]
+public sealed class ClusterOnlyAttribute : Attribute;
+
 [GenerateSerializer, Immutable, Alias("twopc.VoteReply")]
 public sealed record VoteReply(
     [property: Id(0)] bool Yes,
@@ -31,12 +39,15 @@ public sealed record ShipmentSnapshot(
 public interface ITransactionParticipantGrain : IGrainWithStringKey
 {
     /// <param name="prepareDeadline">Names the decided attempt; a reservation of another attempt is not applied.</param>
+    [ClusterOnly]
     Task Commit(string transactionId, DateTimeOffset? prepareDeadline = null);
 
+    [ClusterOnly]
     Task Rollback(string transactionId);
 
     /// <summary>Asks the coordinators of transactions prepared here longer than <paramref name="olderThan"/>
     /// for their outcome and applies it. Returns how many were settled.</summary>
+    [ClusterOnly]
     Task<int> ResolveInDoubt(TimeSpan olderThan);
 
     /// <summary>This participant's view of a transaction: Unknown, Prepared, Committed or Aborted.</summary>
@@ -47,6 +58,7 @@ public interface ITransactionParticipantGrain : IGrainWithStringKey
 [Alias("twopc.IInventoryGrain")]
 public interface IInventoryGrain : ITransactionParticipantGrain
 {
+    [ClusterOnly]
     Task<VoteReply> Prepare(string transactionId, long quantity, DateTimeOffset deadline);
 
     /// <summary>Admin: set the units on hand (creates the SKU). Refused below what is reserved.</summary>
@@ -59,6 +71,7 @@ public interface IInventoryGrain : ITransactionParticipantGrain
 [Alias("twopc.IPaymentAccountGrain")]
 public interface IPaymentAccountGrain : ITransactionParticipantGrain
 {
+    [ClusterOnly]
     Task<VoteReply> Prepare(string transactionId, long amount, DateTimeOffset deadline);
 
     /// <summary>Admin: set the balance in minor units (opens the account). Refused below what is held.</summary>
@@ -76,6 +89,7 @@ public sealed record ShipmentRequest(
 [Alias("twopc.IShipmentGrain")]
 public interface IShipmentGrain : ITransactionParticipantGrain
 {
+    [ClusterOnly]
     Task<VoteReply> Prepare(string transactionId, ShipmentRequest shipment, DateTimeOffset deadline);
 
     Task<ShipmentSnapshot> GetSnapshot();

@@ -21,6 +21,26 @@ public sealed class ProtocolOptions
     /// <summary>A prepared participant that hears no decision for this long asks its coordinator.</summary>
     public TimeSpan InDoubtTimeout { get; set; } = TimeSpan.FromSeconds(30);
 
+    public const int DefaultDeadlineAheadFactor = 4;
+    private TimeSpan? _maxPrepareDeadlineAhead;
+
+    /// <summary>How far ahead of a participant's clock a prepare deadline may lie; a prepare with a later
+    /// deadline is refused (no vote), so no reservation can outlive its transaction by a caller's choice.
+    /// The coordinator's deadline lies <see cref="PrepareTimeout"/> ahead; the rest covers clock skew
+    /// between silos. Unset, it is <see cref="DefaultDeadlineAheadFactor"/> times the prepare timeout.</summary>
+    public TimeSpan MaxPrepareDeadlineAhead
+    {
+        get => _maxPrepareDeadlineAhead ?? (PrepareTimeout <= TimeSpan.MaxValue / DefaultDeadlineAheadFactor ? PrepareTimeout * DefaultDeadlineAheadFactor : TimeSpan.MaxValue);
+        set => _maxPrepareDeadlineAhead = value;
+    }
+
+    /// <summary>Null when a prepare deadline is acceptable to a participant whose clock reads <paramref name="now"/>;
+    /// otherwise the reason to vote no.</summary>
+    public string? CheckPrepareDeadline(DateTimeOffset deadline, DateTimeOffset now) =>
+        deadline - now > MaxPrepareDeadlineAhead
+            ? $"prepare deadline {deadline:O} lies more than {MaxPrepareDeadlineAhead} ahead of this participant's clock ({now:O})"
+            : null;
+
     public void Validate()
     {
         if (PrepareTimeout <= TimeSpan.Zero) throw new ArgumentException("PrepareTimeout must be positive");
@@ -28,6 +48,7 @@ public sealed class ProtocolOptions
         if (RetryMaxDelay < RetryBaseDelay) throw new ArgumentException("RetryMaxDelay must be at least RetryBaseDelay");
         if (DecisionRetention <= PrepareTimeout) throw new ArgumentException("DecisionRetention must exceed PrepareTimeout");
         if (InDoubtTimeout <= TimeSpan.Zero) throw new ArgumentException("InDoubtTimeout must be positive");
+        if (MaxPrepareDeadlineAhead <= PrepareTimeout) throw new ArgumentException("MaxPrepareDeadlineAhead must exceed PrepareTimeout");
     }
 
     /// <summary>Capped exponential backoff: base * 2^(attempt-1), never above the cap.</summary>

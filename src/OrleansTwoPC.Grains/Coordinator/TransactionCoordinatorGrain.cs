@@ -38,6 +38,9 @@ public sealed class TransactionCoordinatorGrain : Grain, ITransactionCoordinator
     private readonly IClusterMembershipService _membership;
     private readonly SiloRoleLookup _siloRoles;
 
+    // SKUs and accounts this silo has seen exist: asked of their participant only the first time.
+    private readonly ExistingResourceCache _existing;
+
     public TransactionCoordinatorGrain(
         [PersistentState(StateNames.Coordinator, StorageNames.Coordinator)] IPersistentState<CoordinatorRecord> state,
         IOptions<ProtocolOptions> options,
@@ -45,8 +48,10 @@ public sealed class TransactionCoordinatorGrain : Grain, ITransactionCoordinator
         CrashInjector crashes,
         IClusterMembershipService membership,
         SiloRoleLookup siloRoles,
+        ExistingResourceCache existing,
         ILogger<TransactionCoordinatorGrain> logger)
     {
+        _existing = existing;
         _state = state;
         _options = options.Value;
         _time = time;
@@ -120,6 +125,12 @@ public sealed class TransactionCoordinatorGrain : Grain, ITransactionCoordinator
             _logger.LogWarning("Order not started {TransactionId}: {Reason}", TransactionId, down);
             return new OrderOutcome(order.OrderId, TransactionId, OrderStatus.Unavailable,
                 $"a service is unavailable, nothing was started: {down}", Array.Empty<ParticipantVote>(), plan.TotalAmount);
+        }
+        if (await UnknownResources(participants) is { } unknown)
+        {
+            _logger.LogWarning("Order rejected {TransactionId}: {Reason}", TransactionId, unknown);
+            TwoPcTelemetry.Rejected.Add(1);
+            return OrderOutcome.Rejected(order.OrderId, unknown);
         }
         _plan = plan;
         _logger.LogInformation("Begin {TransactionId}: {ParticipantCount} participants, amount {Amount}", TransactionId, participants.Count, plan.TotalAmount);
@@ -505,6 +516,48 @@ public sealed class TransactionCoordinatorGrain : Grain, ITransactionCoordinator
             if (!hosted) return $"the {role} service is down: no silo with role '{role}' (or '{ServiceRoles.All}') is running";
         }
         return null;
+    }
+
+    /// <summary>
+    /// The order's SKUs and account that do not exist, as the rejection reason (SKUs first, like the
+    /// participants' own refusal); null when all exist or the check could not tell. Asked before anything is
+    /// prepared, so a rejected order writes nothing anywhere and its order id stays unused. Only resources
+    /// this silo has not yet seen exist are asked, read-only (a snapshot shows only durable state), all at
+    /// once and for at most a prepare timeout. A check that fails or is slow decides nothing: the prepares
+    /// go out and the participant's own refusal (<see cref="Protocol.Participant.Refusals.UnknownResource"/>) still rejects.
+    /// </summary>
+    private async Task<string?> UnknownResources(IReadOnlyList<ParticipantId> participants)
+    {
+        var toAsk = participants.Where(p => p.Kind != ParticipantKind.Shipment && !_existing.Contains(p)).ToList();
+        if (toAsk.Count == 0) return null;
+        var checks = toAsk.Select(async p =>
+        {
+            try
+            {
+                var snapshot = p.Kind == ParticipantKind.Inventory
+                    ? await GrainFactory.GetGrain<IInventoryGrain>(p.Key).GetSnapshot()
+                    : await GrainFactory.GetGrain<IPaymentAccountGrain>(p.Key).GetSnapshot();
+                if (snapshot.Exists) _existing.Add(p);
+                return (Participant: p, Exists: (bool?)snapshot.Exists);
+            }
+            catch (Exception ex)
+            {
+                _logger.LogWarning("Existence check of {Participant} for {TransactionId} failed, left to its prepare: {Error}", p, TransactionId, ex.GetBaseException().Message);
+                return (Participant: p, Exists: (bool?)null);
+            }
+        }).ToList();
+        try
+        {
+            await Task.WhenAll(checks).WaitAsync(_options.PrepareTimeout, _time);
+        }
+        catch (TimeoutException)
+        {
+            _logger.LogWarning("Existence checks for {TransactionId} unanswered after {Timeout}, left to the prepares", TransactionId, _options.PrepareTimeout);
+        }
+        var unknown = checks.Where(c => c.IsCompletedSuccessfully && c.Result.Exists == false).Select(c => c.Result.Participant).ToList();
+        if (unknown.Count == 0) return null;
+        var kind = unknown.Min(p => p.Kind);
+        return $"unknown {(kind == ParticipantKind.Inventory ? "SKU" : "account")} {string.Join(", ", unknown.Where(p => p.Kind == kind).Select(p => p.Key))}";
     }
 
     private static string RoleOf(ParticipantKind kind) => kind switch

@@ -16,10 +16,11 @@ public abstract class CounterParticipantGrain : ParticipantGrain<EscrowCounter, 
         IPersistentState<ParticipantRecord<EscrowCounter, long>> state,
         IOptions<ProtocolOptions> options,
         FaultInjector faults,
+        StepFaultInjector stepFaults,
         CrashInjector crashes,
         TimeProvider time,
         ILogger logger)
-        : base(state, options, faults, crashes, time, logger)
+        : base(state, options, faults, stepFaults, crashes, time, logger)
     {
     }
 
@@ -28,11 +29,13 @@ public abstract class CounterParticipantGrain : ParticipantGrain<EscrowCounter, 
         if (value < 0) throw new ArgumentOutOfRangeException(nameof(value), value, $"{what} cannot be negative");
         return ChangeAdministratively(machine =>
         {
+            var counter = machine.Record.Resource;
+            if (counter.CheckSetByAdministrator(value) is { } problem) return $"cannot set {what} to {value}: {problem}";
             // Reservations whose prepare is still being written count too: they may already have voted yes.
             var reserved = machine.ReservedWork.Sum();
-            if (value < reserved)
-                throw new InvalidOperationException($"{ParticipantName}: cannot set {what} to {value}, {reserved} is reserved by open transactions");
-            machine.Record.Resource.SetByAdministrator(value);
+            if (value < reserved) return $"cannot set {what} to {value}, {reserved} is reserved by open transactions";
+            counter.SetByAdministrator(value);
+            return null;
         }, $"{what} set to {value}");
     }
 
@@ -52,10 +55,11 @@ public sealed class InventoryGrain(
     [PersistentState(StateNames.Inventory, StorageNames.Inventory)] IPersistentState<ParticipantRecord<EscrowCounter, long>> state,
     IOptions<ProtocolOptions> options,
     FaultInjector faults,
+    StepFaultInjector stepFaults,
     CrashInjector crashes,
     TimeProvider time,
     ILogger<InventoryGrain> logger)
-    : CounterParticipantGrain(state, options, faults, crashes, time, logger), IInventoryGrain
+    : CounterParticipantGrain(state, options, faults, stepFaults, crashes, time, logger), IInventoryGrain
 {
     private static readonly EscrowRules StockRules = new("insufficient stock");
 
@@ -74,10 +78,11 @@ public sealed class PaymentAccountGrain(
     [PersistentState(StateNames.Payment, StorageNames.Payments)] IPersistentState<ParticipantRecord<EscrowCounter, long>> state,
     IOptions<ProtocolOptions> options,
     FaultInjector faults,
+    StepFaultInjector stepFaults,
     CrashInjector crashes,
     TimeProvider time,
     ILogger<PaymentAccountGrain> logger)
-    : CounterParticipantGrain(state, options, faults, crashes, time, logger), IPaymentAccountGrain
+    : CounterParticipantGrain(state, options, faults, stepFaults, crashes, time, logger), IPaymentAccountGrain
 {
     private static readonly EscrowRules FundsRules = new("insufficient funds");
 

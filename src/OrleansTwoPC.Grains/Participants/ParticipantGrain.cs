@@ -25,6 +25,12 @@ namespace OrleansTwoPC.Grains.Participants;
 /// made before it (its own or another request's it relied on) is durable; a no vote needs nothing durable.</para>
 /// <para><b>Failed write.</b> Every waiter of the failed write and of the next batch (whose changes were made
 /// on top of it) fails; the grain then reloads its record before any request touches the machine again.</para>
+/// <para><b>Failed step.</b> A step that throws may have changed the record half-way. It is treated like a
+/// failed write of everything not yet written: the unwritten batch fails, and the grain reloads its record
+/// (once a write in flight has finished) before any request touches the machine again. So the activation
+/// never shows, and no later write ever stores, a change that was not made durable.</para>
+/// <para><b>Arguments.</b> Every entry point checks its arguments (<see cref="ParticipantArguments"/>, the
+/// prepare deadline bound, the resource rules) before it touches any state.</para>
 /// <para><b>Stalls.</b> An injected hang or a reached crash point stalls the whole participant (as the
 /// non-reentrant grain was stalled before), so a slow or frozen service looks the same to its callers.</para>
 /// </remarks>
@@ -32,6 +38,7 @@ public abstract class ParticipantGrain<TResource, TWork> : Grain where TResource
 {
     private readonly IPersistentState<ParticipantRecord<TResource, TWork>> _state;
     private readonly FaultInjector _faults;
+    private readonly StepFaultInjector _stepFaults;
     private readonly CrashInjector _crashes;
     private readonly TimeProvider _time;
     private ParticipantMachine<TResource, TWork> _machine = null!;
@@ -52,6 +59,7 @@ public abstract class ParticipantGrain<TResource, TWork> : Grain where TResource
         IPersistentState<ParticipantRecord<TResource, TWork>> state,
         IOptions<ProtocolOptions> options,
         FaultInjector faults,
+        StepFaultInjector stepFaults,
         CrashInjector crashes,
         TimeProvider time,
         ILogger logger)
@@ -59,6 +67,7 @@ public abstract class ParticipantGrain<TResource, TWork> : Grain where TResource
         _state = state;
         Options = options.Value;
         _faults = faults;
+        _stepFaults = stepFaults;
         _crashes = crashes;
         _time = time;
         Logger = logger;
@@ -83,6 +92,8 @@ public abstract class ParticipantGrain<TResource, TWork> : Grain where TResource
 
     protected async Task<VoteReply> PrepareCore(string transactionId, TWork work, DateTimeOffset deadline)
     {
+        if ((ParticipantArguments.CheckTransactionId(transactionId) ?? Options.CheckPrepareDeadline(deadline, Now)) is { } problem)
+            return Refuse(transactionId, problem);
         // With Orleans activity propagation this is a child of the coordinator's "twopc.prepare" span.
         using var activity = TwoPcTelemetry.ActivitySource.StartActivity(TwoPcTelemetry.ParticipantPrepareActivity, ActivityKind.Internal);
         activity?.SetTag(TwoPcTelemetry.TransactionTag, transactionId);
@@ -118,7 +129,7 @@ public abstract class ParticipantGrain<TResource, TWork> : Grain where TResource
         try
         {
             await Freeze(_crashes.Check(CrashPoint.ParticipantBeforeVote, transactionId, ParticipantName));
-            step = await Step(() => _machine.Prepare(transactionId, coordinator: transactionId, work, deadline, Now),
+            step = await Step(StepKind.Prepare, () => _machine.Prepare(transactionId, coordinator: transactionId, work, deadline, Now),
                 r => r.MustPersist ? Durability.OwnChange : r.Vote == Vote.Yes ? Durability.PriorChanges : Durability.None,
                 ignoreStall: hangOver is not null);
         }
@@ -150,21 +161,30 @@ public abstract class ParticipantGrain<TResource, TWork> : Grain where TResource
         return new VoteReply(result.Vote == Vote.Yes, result.Reason);
     }
 
+    /// <summary>A no vote for a prepare whose arguments break the contract; nothing is touched.</summary>
+    protected VoteReply Refuse(string? transactionId, string problem)
+    {
+        Logger.LogWarning("Prepare refused {TransactionId} at {Participant}: invalid arguments: {Reason}", transactionId, ParticipantName, problem);
+        return new VoteReply(false, $"invalid prepare: {problem}");
+    }
+
     public async Task Commit(string transactionId, DateTimeOffset? prepareDeadline = null)
     {
+        ParticipantArguments.RequireTransactionId(transactionId);
         await Unstalled();
         ThrowIfCutOff(transactionId);
         await Freeze(_crashes.Check(CrashPoint.ParticipantAfterDecisionBeforeApply, transactionId, ParticipantName));
-        var (result, durable) = await Step(() => _machine.Commit(transactionId, Now, prepareDeadline), DecisionDurability);
+        var (result, durable) = await Step(StepKind.Commit, () => _machine.Commit(transactionId, Now, prepareDeadline), DecisionDurability);
         await FinishDecision(transactionId, Decision.Commit, result, durable);
     }
 
     public async Task Rollback(string transactionId)
     {
+        ParticipantArguments.RequireTransactionId(transactionId);
         await Unstalled();
         ThrowIfCutOff(transactionId);
         await Freeze(_crashes.Check(CrashPoint.ParticipantAfterDecisionBeforeApply, transactionId, ParticipantName));
-        var (result, durable) = await Step(() => _machine.Rollback(transactionId, Now), DecisionDurability);
+        var (result, durable) = await Step(StepKind.Rollback, () => _machine.Rollback(transactionId, Now), DecisionDurability);
         await FinishDecision(transactionId, Decision.Abort, result, durable);
     }
 
@@ -175,7 +195,8 @@ public abstract class ParticipantGrain<TResource, TWork> : Grain where TResource
     /// </summary>
     public async Task<int> ResolveInDoubt(TimeSpan olderThan)
     {
-        var (inDoubt, _) = await Step(() => _machine.InDoubt(Now, olderThan), _ => Durability.None);
+        if (olderThan < TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(olderThan), olderThan, "an age cannot be negative");
+        var (inDoubt, _) = await Step(StepKind.Read, () => _machine.InDoubt(Now, olderThan), _ => Durability.None);
         if (inDoubt.Count == 0) return 0;
         var asks = inDoubt.Select(async t =>
         {
@@ -202,7 +223,7 @@ public abstract class ParticipantGrain<TResource, TWork> : Grain where TResource
         if (answers.Count == 0) return 0;
 
         // Other requests ran while the coordinators were asked: apply every answer to the machine as it is now, in one turn.
-        var (results, durable) = await Step(
+        var (results, durable) = await Step(StepKind.Resolve,
             () => answers.Select(a => (a.TransactionId, a.Decision, Result: _machine.Resolve(a.TransactionId, a.Decision, a.Deadline, Now))).ToList(),
             applied => applied.Any(a => a.Result.MustPersist) ? Durability.OwnChange : Durability.PriorChanges);
         foreach (var (transactionId, decision, result) in results)
@@ -213,7 +234,11 @@ public abstract class ParticipantGrain<TResource, TWork> : Grain where TResource
         return results.Count;
     }
 
-    public Task<string> GetTransactionStatus(string transactionId) => Read(machine => machine.StatusOf(transactionId).ToString());
+    public Task<string> GetTransactionStatus(string transactionId)
+    {
+        ParticipantArguments.RequireTransactionId(transactionId);
+        return Read(machine => machine.StatusOf(transactionId).ToString());
+    }
 
     /// <summary>
     /// Reads the machine once nothing holds the participant and returns the value as soon as what it shows
@@ -224,7 +249,7 @@ public abstract class ParticipantGrain<TResource, TWork> : Grain where TResource
     {
         for (var attempt = 1; ; attempt++)
         {
-            var (value, durable) = await Step(() => read(_machine), _ => Durability.PriorChanges);
+            var (value, durable) = await Step(StepKind.Read, () => read(_machine), _ => Durability.PriorChanges);
             try
             {
                 await durable;
@@ -239,15 +264,13 @@ public abstract class ParticipantGrain<TResource, TWork> : Grain where TResource
 
     /// <summary>
     /// Admin changes (seeding) take the same path as the protocol: applied in one step, then durable with
-    /// the next write. <paramref name="change"/> may throw to refuse; a failed write undoes it (the grain reloads).
+    /// the next write. <paramref name="change"/> refuses by returning the reason, before it changes anything
+    /// (thrown as <see cref="InvalidOperationException"/>); a failed write undoes it (the grain reloads).
     /// </summary>
-    protected async Task ChangeAdministratively(Action<ParticipantMachine<TResource, TWork>> change, string what)
+    protected async Task ChangeAdministratively(Func<ParticipantMachine<TResource, TWork>, string?> change, string what)
     {
-        var (_, durable) = await Step(() =>
-        {
-            change(_machine);
-            return true;
-        }, _ => Durability.OwnChange);
+        var (refusal, durable) = await Step(StepKind.Admin, () => change(_machine), r => r is null ? Durability.OwnChange : Durability.None);
+        if (refusal is not null) throw new InvalidOperationException($"{ParticipantName}: {refusal}");
         await WhenWritten(durable, transactionId: "(admin)", what);
         Logger.LogInformation("{Participant} admin change: {Change}", ParticipantName, what);
     }
@@ -305,8 +328,9 @@ public abstract class ParticipantGrain<TResource, TWork> : Grain where TResource
     /// Runs <paramref name="step"/> on the machine once nothing holds the participant and the record is
     /// loaded, and, in the same turn, joins the write its answer must wait for. Everything from the last
     /// check to the join is synchronous, so no other request, failed write or reload can come in between.
+    /// A step that throws discards every unwritten change (see <see cref="DiscardUnwritten"/>) and rethrows.
     /// </summary>
-    private async Task<(T Result, Task Durable)> Step<T>(Func<T> step, Func<T, Durability> durability, bool ignoreStall = false)
+    private async Task<(T Result, Task Durable)> Step<T>(StepKind kind, Func<T> step, Func<T, Durability> durability, bool ignoreStall = false)
     {
         while (true)
         {
@@ -314,7 +338,17 @@ public abstract class ParticipantGrain<TResource, TWork> : Grain where TResource
             else if (_mustReload) await Reload();
             else break;
         }
-        var result = step();
+        T result;
+        try
+        {
+            result = step();
+            _stepFaults.AfterStep(ParticipantName, kind);
+        }
+        catch (Exception ex)
+        {
+            DiscardUnwritten(kind, ex);
+            throw;
+        }
         var durable = durability(result) switch
         {
             Durability.OwnChange => JoinNextWrite(),
@@ -322,6 +356,23 @@ public abstract class ParticipantGrain<TResource, TWork> : Grain where TResource
             _ => Task.CompletedTask,
         };
         return (result, durable);
+    }
+
+    /// <summary>
+    /// A step threw, perhaps half-way through changing the record: the in-memory record can no longer be
+    /// trusted. Every change not yet handed to a write is given up (its waiters fail, none has answered yet),
+    /// and the next step reloads the record from storage, after the write in flight (whose changes were all
+    /// made before this step) has finished.
+    /// </summary>
+    private void DiscardUnwritten(StepKind kind, Exception failure)
+    {
+        Logger.LogError(failure, "{Kind} step failed at {Participant}; changes not yet written are discarded and the record will be reloaded", kind, ParticipantName);
+        _mustReload = true;
+        if (_unwritten is { } batch)
+        {
+            _unwritten = null;
+            batch.SetException(new InvalidOperationException($"{ParticipantName}: a change this answer relied on was discarded (a {kind} step failed: {failure.Message}); nothing was made durable"));
+        }
     }
 
     /// <summary>Completes when every change made so far is durable (at once when nothing is unwritten).</summary>
@@ -399,7 +450,19 @@ public abstract class ParticipantGrain<TResource, TWork> : Grain where TResource
     {
         try
         {
-            // No write is in flight: the writer stopped at the failure and no step runs until the reload is done.
+            // After a failed step a write may still be in flight: read what it leaves behind. After a failed
+            // write the writer has stopped. Either way no step runs, so nothing starts a write, until the reload is done.
+            if (_writing is { } inFlight)
+            {
+                try
+                {
+                    await inFlight.Task;
+                }
+                catch
+                {
+                    // Its waiters hear of the failure; the reload reads whatever it left.
+                }
+            }
             await _state.ReadStateAsync();
             _machine = new ParticipantMachine<TResource, TWork>(Rules, _state.State, Options.DecisionRetention);
             _mustReload = false;

@@ -16,10 +16,11 @@ public sealed class ShipmentGrain(
     [PersistentState(StateNames.Shipment, StorageNames.Shipping)] IPersistentState<ParticipantRecord<ShipmentRecord, ShipmentDetails>> state,
     IOptions<ProtocolOptions> options,
     FaultInjector faults,
+    StepFaultInjector stepFaults,
     CrashInjector crashes,
     TimeProvider time,
     ILogger<ShipmentGrain> logger)
-    : ParticipantGrain<ShipmentRecord, ShipmentDetails>(state, options, faults, crashes, time, logger), IShipmentGrain
+    : ParticipantGrain<ShipmentRecord, ShipmentDetails>(state, options, faults, stepFaults, crashes, time, logger), IShipmentGrain
 {
     private static readonly ShipmentRules ShipmentRules = new();
 
@@ -28,6 +29,7 @@ public sealed class ShipmentGrain(
 
     public Task<VoteReply> Prepare(string transactionId, ShipmentRequest shipment, DateTimeOffset deadline)
     {
+        if (ParticipantArguments.CheckShipment(shipment) is { } problem) return Task.FromResult(Refuse(transactionId, problem));
         var details = new ShipmentDetails
         {
             OrderId = Key,

@@ -6,10 +6,17 @@ namespace OrleansTwoPC.Protocol.Participant;
 /// </summary>
 public interface IResourceRules<TResource, TWork>
 {
+    /// <summary>Null when <paramref name="work"/> is well formed (positive amounts, valid lines), whatever the
+    /// resource holds; otherwise the reason to vote no. Checked before anything else in a prepare.</summary>
+    string? CheckWork(TWork work);
+
+    /// <summary>Whether two prepares carry the same content: a repeated prepare must match what is reserved.</summary>
+    bool SameWork(TWork reserved, TWork work);
+
     /// <summary>Null when <paramref name="work"/> can be reserved; otherwise the reason to vote no.</summary>
     string? CheckReserve(TResource resource, IReadOnlyCollection<TWork> reserved, TWork work);
 
-    /// <summary>Commit: make the reserved work part of the committed state.</summary>
+    /// <summary>Commit: make the reserved work part of the committed state. Changes nothing when it throws.</summary>
     void Apply(TResource resource, TWork work, string transactionId, DateTimeOffset now);
 
     /// <summary>Rollback of a prepared transaction: undo whatever the reservation changed.</summary>

@@ -17,6 +17,9 @@ public enum PrepareCase
     /// <summary>Another attempt of the same transaction (a different deadline, i.e. a duplicate coordinator
     /// activation) is prepared or decided here: refuse, so one transaction is never applied twice.</summary>
     OtherAttempt,
+    /// <summary>The same attempt is prepared here with other content (amount, lines): refuse and keep what is
+    /// reserved, so a yes always covers exactly the work that was asked for.</summary>
+    OtherContent,
 }
 
 public sealed record PrepareResult(PrepareCase Case, Vote Vote, string? Reason)
@@ -87,6 +90,10 @@ public sealed class ParticipantMachine<TResource, TWork> where TResource : new()
 
     public PrepareResult Prepare(string transactionId, string coordinator, TWork work, DateTimeOffset deadline, DateTimeOffset now)
     {
+        if (_rules.CheckWork(work) is { } malformed)
+            return new PrepareResult(PrepareCase.Refused, Vote.No, malformed);
+        if (Record.Prepared.TryGetValue(transactionId, out var held) && held.Deadline == deadline && !_rules.SameWork(held.Work, work))
+            return new PrepareResult(PrepareCase.OtherContent, Vote.No, "this transaction is prepared here with other content");
         if (VoteOfKnown(transactionId, deadline, "transaction already rolled back here") is { } known)
             return known;
         if (now > deadline)
@@ -159,8 +166,9 @@ public sealed class ParticipantMachine<TResource, TWork> where TResource : new()
         if (Record.Prepared.TryGetValue(transactionId, out var prepared))
         {
             if (deadline is not null && deadline != prepared.Deadline) return new DecisionResult(DecisionCase.OtherAttempt);
-            Record.Prepared.Remove(transactionId);
+            // Applied first: if the rules refuse by throwing, the reservation is still held.
             _rules.Apply(Record.Resource, prepared.Work, transactionId, now);
+            Record.Prepared.Remove(transactionId);
             Remember(transactionId, Decision.Commit, prepared.Deadline, now);
             return new DecisionResult(DecisionCase.Applied);
         }
@@ -176,9 +184,10 @@ public sealed class ParticipantMachine<TResource, TWork> where TResource : new()
     {
         // Safe whatever attempt is prepared: a rollback is only ever sent after an abort decision is
         // durable, and then no attempt of this transaction can commit.
-        if (Record.Prepared.Remove(transactionId, out var prepared))
+        if (Record.Prepared.TryGetValue(transactionId, out var prepared))
         {
             _rules.Release(Record.Resource, prepared.Work, transactionId, now);
+            Record.Prepared.Remove(transactionId);
             Remember(transactionId, Decision.Abort, prepared.Deadline, now);
             return new DecisionResult(DecisionCase.Released);
         }
@@ -201,8 +210,8 @@ public sealed class ParticipantMachine<TResource, TWork> where TResource : new()
         if (decision == Decision.Abort) return Rollback(transactionId, now);
         if (!Record.Prepared.TryGetValue(transactionId, out var prepared) || prepared.Deadline == decidedDeadline)
             return Commit(transactionId, now);
-        Record.Prepared.Remove(transactionId);
         _rules.Release(Record.Resource, prepared.Work, transactionId, now);
+        Record.Prepared.Remove(transactionId);
         PruneDecided(now);
         return new DecisionResult(DecisionCase.DroppedStaleAttempt);
     }
@@ -217,10 +226,22 @@ public sealed class ParticipantMachine<TResource, TWork> where TResource : new()
     private void Remember(string transactionId, Decision outcome, DateTimeOffset? deadline, DateTimeOffset now)
     {
         var latest = deadline is { } d && d > now ? d : now;
-        var keepUntil = latest + _retention;
+        var keepUntil = Later(latest, _retention);
         Record.Decided[transactionId] = new DecidedTransaction { Outcome = outcome, DecidedAt = now, Deadline = deadline, KeepUntil = keepUntil };
         if (keepUntil < _nextTombstoneExpiry) _nextTombstoneExpiry = keepUntil;
         PruneDecided(now);
+    }
+
+    /// <summary>
+    /// <paramref name="time"/> + <paramref name="span"/>, held at the ends of the calendar instead of
+    /// overflowing: a deadline stored by any caller or version must never make a step throw half-way.
+    /// </summary>
+    private static DateTimeOffset Later(DateTimeOffset time, TimeSpan span)
+    {
+        // In UTC: near the ends, a clock offset could push the local time out of range though UTC is not.
+        time = time.ToUniversalTime();
+        if (span >= TimeSpan.Zero) return span > DateTimeOffset.MaxValue - time ? DateTimeOffset.MaxValue : time + span;
+        return span < DateTimeOffset.MinValue - time ? DateTimeOffset.MinValue : time + span;
     }
 
     /// <summary>

@@ -16,6 +16,17 @@ public sealed class EscrowCounter
     /// Committed + ConsumedTotal == SuppliedTotal, checked by the invariant checker.</summary>
     public long SuppliedTotal { get; set; }
 
+    /// <summary>Null when <see cref="SetByAdministrator"/> can take <paramref name="value"/>; otherwise why not
+    /// (the supplied total, committed plus consumed, must stay countable).</summary>
+    public string? CheckSetByAdministrator(long value)
+    {
+        if (value < 0) return $"cannot be negative, got {value}";
+        var supplied = (Int128)SuppliedTotal + value - Committed;
+        return supplied > long.MaxValue || supplied < long.MinValue
+            ? $"{value} would bring the supplied total (committed plus the {ConsumedTotal} consumed) past what this counter can account ({long.MaxValue})"
+            : null;
+    }
+
     /// <summary>Admin: set the committed value (stock count, balance), accounting the change as supply.</summary>
     public void SetByAdministrator(long value)
     {
@@ -39,19 +50,25 @@ public sealed class EscrowRules : IResourceRules<EscrowCounter, long>
 
     public static long Available(EscrowCounter counter, IEnumerable<long> reserved) => counter.Committed - reserved.Sum();
 
+    public string? CheckWork(long work) => work <= 0 ? $"amount must be positive, got {work}" : null;
+
+    public bool SameWork(long reserved, long work) => reserved == work;
+
     public string? CheckReserve(EscrowCounter resource, IReadOnlyCollection<long> reserved, long work)
     {
         if (!resource.Exists) return Refusals.UnknownResource;
-        if (work <= 0) return $"amount must be positive, got {work}";
         var available = Available(resource, reserved);
         return work > available ? $"{_shortage}: requested {work}, available {available}" : null;
     }
 
     public void Apply(EscrowCounter resource, long work, string transactionId, DateTimeOffset now)
     {
-        // CheckReserve guaranteed committed - all reservations >= 0, so this cannot go negative.
-        resource.Committed = checked(resource.Committed - work);
-        resource.ConsumedTotal = checked(resource.ConsumedTotal + work);
+        // CheckReserve guaranteed committed - all reservations >= 0, so this cannot go negative. Both are
+        // computed before either is assigned: an overflow changes nothing.
+        var committed = checked(resource.Committed - work);
+        var consumed = checked(resource.ConsumedTotal + work);
+        resource.Committed = committed;
+        resource.ConsumedTotal = consumed;
     }
 
     public void Release(EscrowCounter resource, long work, string transactionId, DateTimeOffset now)

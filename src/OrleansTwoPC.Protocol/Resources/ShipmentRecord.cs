@@ -34,10 +34,29 @@ public sealed class ShipmentItem
 /// <summary>One shipment per order: prepare holds a tentative record, commit confirms it, rollback cancels it.</summary>
 public sealed class ShipmentRules : IResourceRules<ShipmentRecord, ShipmentDetails>
 {
-    public string? CheckReserve(ShipmentRecord resource, IReadOnlyCollection<ShipmentDetails> reserved, ShipmentDetails work)
+    public string? CheckWork(ShipmentDetails work)
     {
         if (string.IsNullOrWhiteSpace(work.Address)) return "shipping address is blank";
-        if (work.Items.Count == 0) return "nothing to ship";
+        if (work.Items is null || work.Items.Count == 0) return "nothing to ship";
+        var skus = new HashSet<string>(StringComparer.Ordinal);
+        for (var i = 0; i < work.Items.Count; i++)
+        {
+            var item = work.Items[i];
+            if (item is null || string.IsNullOrWhiteSpace(item.Sku)) return $"shipment line {i + 1} has no SKU";
+            if (item.Quantity <= 0) return $"shipment line {i + 1} ({item.Sku}): quantity must be positive, got {item.Quantity}";
+            if (!skus.Add(item.Sku)) return $"shipment line {i + 1}: SKU {item.Sku} appears twice";
+        }
+        return null;
+    }
+
+    public bool SameWork(ShipmentDetails reserved, ShipmentDetails work) =>
+        reserved.OrderId == work.OrderId
+        && reserved.Address == work.Address
+        && reserved.Items.Count == work.Items.Count
+        && reserved.Items.Zip(work.Items).All(p => p.First.Sku == p.Second.Sku && p.First.Quantity == p.Second.Quantity);
+
+    public string? CheckReserve(ShipmentRecord resource, IReadOnlyCollection<ShipmentDetails> reserved, ShipmentDetails work)
+    {
         if (resource.Status == ShipmentStatus.Confirmed) return $"shipment already confirmed by {resource.TransactionId}";
         if (reserved.Count > 0) return "another transaction holds a tentative shipment for this order";
         return null;

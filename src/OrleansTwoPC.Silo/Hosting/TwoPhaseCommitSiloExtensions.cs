@@ -76,6 +76,10 @@ public static class TwoPhaseCommitSiloExtensions
 
         silo.Services.TryAddSingleton(TimeProvider.System);
         silo.Services.AddSingleton<FaultInjector>();
+        silo.Services.AddSingleton<StepFaultInjector>();
+        // Prepare and phase two only from inside the cluster, never from an external client.
+        silo.AddIncomingGrainCallFilter<OrleansTwoPC.Grains.Participants.ClusterOnlyCallFilter>();
+        silo.Services.AddSingleton(_ => new OrleansTwoPC.Grains.Coordinator.ExistingResourceCache());
         silo.Services.AddSingleton<CrashInjector>();
         silo.Services.AddSingleton(databases);
         silo.Services.AddSingleton(sp => new StoredStateReader(databases));
