@@ -139,7 +139,8 @@ public sealed class CommitAndAbortTests(TwoPcClusterFixture fixture) : ClusterTe
     public async Task Prepare_after_rollback_is_refused_and_repeated_decisions_are_no_ops()
     {
         var sku = await NewSku(10);
-        var inventory = Grains.GetGrain<IInventoryGrain>(sku);
+        // Acting as a coordinator: prepare and phase two are accepted only from inside the cluster.
+        var inventory = Fixture.InsideCluster.GetGrain<IInventoryGrain>(sku);
         var tx = "tx-" + Unique("manual");
 
         // Rollback of a never-prepared transaction is recorded and acknowledged ...
@@ -158,7 +159,7 @@ public sealed class CommitAndAbortTests(TwoPcClusterFixture fixture) : ClusterTe
         await WaitCompleted(order.OrderId);
         // Late duplicates of phase two: no double decrement, no double charge.
         await inventory.Commit(outcome.TransactionId);
-        await Grains.GetGrain<IPaymentAccountGrain>(account).Commit(outcome.TransactionId);
+        await Fixture.InsideCluster.GetGrain<IPaymentAccountGrain>(account).Commit(outcome.TransactionId);
         Assert.Equal(8, (await Stock(sku)).Committed);
         Assert.Equal(800, (await Balance(account)).Committed);
         // Rollback after commit is a protocol violation and is refused, changing nothing.

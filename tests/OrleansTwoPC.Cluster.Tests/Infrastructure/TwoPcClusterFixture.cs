@@ -26,6 +26,10 @@ public class TwoPcClusterFixture : IAsyncLifetime
     public ServiceDatabases Databases { get; private set; } = null!;
     public IGrainFactory Grains => Cluster.GrainFactory;
 
+    /// <summary>Calls made from code on a silo, i.e. from inside the cluster: participants accept prepare and
+    /// phase two only from there (tests acting as a coordinator use it), never from the external test client.</summary>
+    public IGrainFactory InsideCluster => Cluster.Silos.OfType<InProcessSiloHandle>().First().SiloHost.Services.GetRequiredService<IGrainFactory>();
+
     public async Task InitializeAsync()
     {
         Databases = await ProvisionDatabasesAsync();

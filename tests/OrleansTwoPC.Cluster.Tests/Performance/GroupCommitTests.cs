@@ -2,6 +2,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Orleans.Storage;
 using Orleans.TestingHost;
 using OrleansTwoPC.Cluster.Tests.Infrastructure;
+using OrleansTwoPC.Grains.Coordinator;
 using OrleansTwoPC.Grains.Faults;
 using OrleansTwoPC.Protocol;
 using OrleansTwoPC.Protocol.Participant;
@@ -76,7 +77,8 @@ public sealed class GroupCommitTests(TwoPcClusterFixture fixture, ITestOutputHel
         const int orders = 24;
         var sku = await NewSku(1_000);
         var account = await NewAccount(100_000_000);
-        var inventory = Grains.GetGrain<IInventoryGrain>(sku);
+        // Acting as a coordinator: prepare and rollback are accepted only from inside the cluster.
+        var inventory = Fixture.InsideCluster.GetGrain<IInventoryGrain>(sku);
         var reader = new StoredStateReader(Fixture.Databases);
         await BumpVersionBehindTheGrain(sku);
 
@@ -84,6 +86,14 @@ public sealed class GroupCommitTests(TwoPcClusterFixture fixture, ITestOutputHel
         // Activate each order's coordinator and shipment beforehand, so the prepares reach the SKU at once.
         await Task.WhenAll(requests.Select(o => Report(o.OrderId)));
         await Task.WhenAll(requests.Select(o => Shipment(o.OrderId)));
+        // Every silo's coordinators know the SKU and account exist (as after their first orders), so the
+        // prepares are the first requests of these orders to reach the SKU, not existence checks.
+        foreach (var silo in Fixture.Cluster.Silos.OfType<InProcessSiloHandle>())
+        {
+            var existing = silo.SiloHost.Services.GetRequiredService<ExistingResourceCache>();
+            existing.Add(new ParticipantId(ParticipantKind.Inventory, sku));
+            existing.Add(new ParticipantId(ParticipantKind.Payment, account));
+        }
 
         // A prepare sent straight to the SKU, held for a while by an injected hang: the SKU serves nothing else meanwhile.
         var slowTx = "tx-" + Unique("slow");

@@ -13,7 +13,7 @@ public sealed class AdminTests(TwoPcClusterFixture fixture) : ClusterTestBase(fi
     {
         var sku = await NewSku(10);
         var tx = "tx-" + Unique("orphan");
-        var vote = await Grains.GetGrain<IInventoryGrain>(sku).Prepare(tx, 4, DateTimeOffset.UtcNow.AddSeconds(1));
+        var vote = await Fixture.InsideCluster.GetGrain<IInventoryGrain>(sku).Prepare(tx, 4, DateTimeOffset.UtcNow.AddSeconds(1));
         Assert.True(vote.Yes);
         return (sku, tx);
     }
