@@ -147,7 +147,7 @@ public sealed class CommitAndAbortTests(TwoPcClusterFixture fixture) : ClusterTe
         await inventory.Rollback(tx);
         Assert.Equal("Aborted", await inventory.GetTransactionStatus(tx));
         // ... so the prepare that arrives after it is refused and reserves nothing.
-        var vote = await inventory.Prepare(tx, 3, DateTimeOffset.UtcNow.AddMinutes(1));
+        var vote = await inventory.Prepare(tx, 3, DateTimeOffset.UtcNow.AddSeconds(5));
         Assert.False(vote.Yes);
         Assert.Contains("already rolled back", vote.Reason);
         Assert.Equal(0, (await Stock(sku)).Reserved);
@@ -167,7 +167,7 @@ public sealed class CommitAndAbortTests(TwoPcClusterFixture fixture) : ClusterTe
         Assert.Equal(8, (await Stock(sku)).Committed);
         // A prepare of another attempt of the committed transaction (as a duplicate coordinator activation
         // would send) is refused and reserves nothing: one transaction is never applied twice.
-        var again = await inventory.Prepare(outcome.TransactionId, 2, DateTimeOffset.UtcNow.AddMinutes(1));
+        var again = await inventory.Prepare(outcome.TransactionId, 2, DateTimeOffset.UtcNow.AddSeconds(5));
         Assert.False(again.Yes);
         Assert.Contains("another attempt", again.Reason);
         Assert.Equal(0, (await Stock(sku)).Reserved);

@@ -98,7 +98,7 @@ public sealed class GroupCommitTests(TwoPcClusterFixture fixture, ITestOutputHel
         // A prepare sent straight to the SKU, held for a while by an injected hang: the SKU serves nothing else meanwhile.
         var slowTx = "tx-" + Unique("slow");
         Fixture.InjectFault($"inventory/{sku}", slowTx, ParticipantFault.Hang, TimeSpan.FromMilliseconds(1000));
-        var slow = inventory.Prepare(slowTx, 1, DateTimeOffset.UtcNow.AddSeconds(10));
+        var slow = inventory.Prepare(slowTx, 1, DateTimeOffset.UtcNow.AddSeconds(5));
         await Task.Delay(100);
         var results = await Task.WhenAll(requests.Select(o => OrderRunner.PlaceAsync(Grains, o)));
         await Assert.ThrowsAsync<InconsistentStateException>(() => slow);
