@@ -11,8 +11,8 @@ namespace OrleansTwoPC.Cluster.Tests.Participants;
 /// stored; the same request then succeeds when repeated, and an admin write afterwards stores nothing that
 /// was not durable before.
 /// </summary>
-[Collection(ClusterCollection.Name)]
-public sealed class FailedStepConsistencyTests(TwoPcClusterFixture fixture) : ClusterTestBase(fixture)
+[Collection(ParticipantDefenceCollection.Name)]
+public sealed class FailedStepConsistencyTests(ParticipantDefenceFixture fixture) : ClusterTestBase(fixture)
 {
     public enum Failure { ThrowingStep, FailingWrite }
 

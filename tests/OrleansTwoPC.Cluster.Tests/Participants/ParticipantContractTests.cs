@@ -12,8 +12,8 @@ namespace OrleansTwoPC.Cluster.Tests.Participants;
 /// checked before any state is touched, a re-prepare with other content refused, and no deadline (sent or
 /// stored) can make a step fail half-way.
 /// </summary>
-[Collection(ClusterCollection.Name)]
-public sealed class ParticipantContractTests(TwoPcClusterFixture fixture) : ClusterTestBase(fixture)
+[Collection(ParticipantDefenceCollection.Name)]
+public sealed class ParticipantContractTests(ParticipantDefenceFixture fixture) : ClusterTestBase(fixture)
 {
     private readonly ParticipantProbe _probe = new(fixture);
 

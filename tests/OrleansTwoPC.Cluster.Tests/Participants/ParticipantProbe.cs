@@ -125,3 +125,19 @@ public sealed class ParticipantProbe(TwoPcClusterFixture fixture)
         return ParticipantTransactionStatus.Unknown.ToString();
     }
 }
+
+/// <summary>
+/// A cluster of its own for the participant-defence tests: they prepare, commit and roll back on
+/// participants directly, as a coordinator would but without coordinator records, which the invariant
+/// checks of the shared cluster's tests would rightly report.
+/// </summary>
+public sealed class ParticipantDefenceFixture : TwoPcClusterFixture
+{
+    protected override string Name => "defence";
+}
+
+[CollectionDefinition(Name)]
+public sealed class ParticipantDefenceCollection : ICollectionFixture<ParticipantDefenceFixture>
+{
+    public const string Name = "participant defences";
+}

@@ -12,8 +12,8 @@ namespace OrleansTwoPC.Cluster.Tests.Participants;
 /// shipment, no reservation or tombstone on the participants that do exist) and does not use up its order
 /// id: once the SKU or account is seeded, the same order commits.
 /// </summary>
-[Collection(ClusterCollection.Name)]
-public sealed class RejectedOrderTests(TwoPcClusterFixture fixture) : ClusterTestBase(fixture)
+[Collection(ParticipantDefenceCollection.Name)]
+public sealed class RejectedOrderTests(ParticipantDefenceFixture fixture) : ClusterTestBase(fixture)
 {
     private enum Missing { Sku, Account, Both }
 
