@@ -118,9 +118,9 @@ public sealed class OpaqueIdTests(OpaqueIdClusterFixture fixture, ITestOutputHel
                 Assert.Empty(account.State.Prepared);
                 Assert.Equal(5_000 + i, account.State.Resource.Committed);
                 // Presumed abort was made durable under the right transaction.
-                var coordinator = (await reader.CoordinatorAsync(TransactionIds.FromOrderId("abandoned-" + id))).Single();
+                var coordinator = (await reader.CoordinatorAsync(AbandonedTransaction(id))).Single();
                 Assert.Equal(Decision.Abort, coordinator.State.Decision);
-                Assert.Equal(ParticipantTransactionStatus.Aborted.ToString(), await Grains.GetGrain<IInventoryGrain>(id).GetTransactionStatus(TransactionIds.FromOrderId("abandoned-" + id)));
+                Assert.Equal(ParticipantTransactionStatus.Aborted.ToString(), await Grains.GetGrain<IInventoryGrain>(id).GetTransactionStatus(AbandonedTransaction(id)));
             }
         }, iter: 6, threads: 1);
     }
@@ -139,9 +139,14 @@ public sealed class OpaqueIdTests(OpaqueIdClusterFixture fixture, ITestOutputHel
         Assert.Equal(10, (await Stock(sku)).Committed);
     }
 
+    /// <summary>A transaction id of its own for each generated id, derived from a valid order id (participants
+    /// refuse transaction ids no order could have, and "abandoned-" + a 64-character id would be too long).</summary>
+    private static string AbandonedTransaction(string id) =>
+        TransactionIds.FromOrderId("abandoned-" + Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(id)))[..24]);
+
     private static ParticipantRecord<EscrowCounter, long> Abandoned(EscrowCounter counter, long work, string id, DateTimeOffset now)
     {
-        var tx = TransactionIds.FromOrderId("abandoned-" + id);
+        var tx = AbandonedTransaction(id);
         var record = new ParticipantRecord<EscrowCounter, long> { Resource = counter };
         record.Prepared[tx] = new PreparedTransaction<long> { Work = work, Coordinator = tx, PreparedAt = now.AddMinutes(-10), Deadline = now.AddMinutes(-10).AddSeconds(5) };
         return record;
