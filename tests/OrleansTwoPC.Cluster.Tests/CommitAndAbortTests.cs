@@ -71,7 +71,9 @@ public sealed class CommitAndAbortTests(TwoPcClusterFixture fixture) : ClusterTe
         Assert.Contains(outcome.Votes, v => v.Participant == $"payment/{account}" && v.Vote == "No" && v.Reason!.Contains("available 999"));
         await WaitCompleted(order.OrderId);
         await AssertUntouched(sku, 50, account, 999, order.OrderId);
-        Assert.Equal("Cancelled", (await Shipment(order.OrderId)).Status);
+        // The payment (already active after the coordinator's existence check) may vote no before the
+        // shipment grain has even taken its prepare: then the rollback comes first and nothing was held there.
+        Assert.Contains((await Shipment(order.OrderId)).Status, new[] { "Cancelled", "None" });
     }
 
     [Fact]
