@@ -62,8 +62,7 @@ public sealed class DefaultSettingsRecoveryTests(ITestOutputHelper output)
                 await Task.Delay(50);
             }
             output.WriteLine($"{preparedShipments} of {Orders} shipments prepared, payments blocked; killing {silos[0].Name} (pid {silos[0].Pid})");
-            foreach (var done in placing.Where(p => p.IsCompleted))
-                output.WriteLine($"  answered before the kill: {(done.IsCompletedSuccessfully ? $"{done.Result.OrderId} {done.Result.Status} {done.Result.Reason}" : done.Exception!.GetBaseException().Message)}");
+            output.WriteLine($"{placing.Count(p => p.IsCompleted)} of {Orders} callers answered before the kill");
 
             silos[0].Kill();
             var sinceKill = Stopwatch.StartNew();
