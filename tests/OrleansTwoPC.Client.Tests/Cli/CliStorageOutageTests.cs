@@ -129,9 +129,10 @@ public sealed class CliStorageOutageTests(ITestOutputHelper log)
             Assert.Equal(OrderStatus.Committed, (await Place(client, NewRequest())).Outcome?.Status);
             await Expect(0, ["stock", sku, .. silo.TpcSettings]);
             await Expect(0, ["balance", account, .. silo.TpcSettings]);
-            await Expect(0, ["tx", $"o-{run}-2", .. silo.TpcSettings]);
+            await Expect(0, ["tx", $"o-{run}-1", .. silo.TpcSettings]);
             await Expect(0, ["recover", "--all", .. silo.TpcSettings]);
             await Expect(0, ["in-doubt", .. silo.TpcSettings]);
+            await Expect(0, ["abort", $"never-{run}", "--reason", "outage test", "--yes", .. silo.TpcSettings]);
             await Expect(0, ["check", "--wait", "40", .. silo.TpcSettings]);
         }
         catch

@@ -18,20 +18,23 @@ public sealed class LibraryClient : IAsyncDisposable
 
     public IGrainFactory Grains => _host.Services.GetRequiredService<IClusterClient>();
 
-    public static async Task<LibraryClient> ConnectAsync(SiloServer silo)
+    public static Task<LibraryClient> ConnectAsync(SiloServer silo) =>
+        ConnectAsync(PostgresTopology.DeriveDatabases(silo.AdminConnectionString, silo.Prefix).Coordinator, silo.ClusterId);
+
+    public static async Task<LibraryClient> ConnectAsync(string coordinatorDatabase, string clusterId)
     {
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
         builder.UseOrleansClient(client =>
         {
             client.Configure<ClusterOptions>(o =>
             {
-                o.ClusterId = silo.ClusterId;
+                o.ClusterId = clusterId;
                 o.ServiceId = "OrleansTwoPC";
             });
             client.UseAdoNetClustering(o =>
             {
                 o.Invariant = "Npgsql";
-                o.ConnectionString = PostgresTopology.DeriveDatabases(silo.AdminConnectionString, silo.Prefix).Coordinator;
+                o.ConnectionString = coordinatorDatabase;
             });
         });
         var host = builder.Build();
