@@ -141,7 +141,7 @@ public static class TpcCommandLine
         var orderJson = Json();
         var order = new Command("order",
             "Place an order atomically (reserve stock, charge the account, create the shipment); prints the outcome and every vote.\n" +
-            "Answers within 8 s: with no answer by then the coordinator's silo died and the order is in doubt; placing the\n" +
+            $"Answers within {PlaceOrderTimeouts.Response.TotalSeconds:0} s: with no answer by then the coordinator's silo died and the order is in doubt; placing the\n" +
             "same order again settles it. Exit 0 committed; 1 aborted, rejected, in doubt or unavailable.")
         {
             orderId, orderAccount, orderAddress, orderLines, orderJson,

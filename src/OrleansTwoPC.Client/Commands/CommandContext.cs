@@ -38,8 +38,9 @@ public sealed class CommandContext : IAsyncDisposable
             return false;
         }
 
-        Out.Write(question);
-        Out.Flush();
+        // On stderr, like every message to the person: stdout may be a JSON document.
+        Error.Write(question);
+        Error.Flush();
         var answer = await Console.In.ReadLineAsync(CancellationToken).ConfigureAwait(false);
         return answer?.Trim().ToLowerInvariant() is "y" or "yes";
     }

@@ -89,7 +89,7 @@ public sealed class ContractErrorsTests
         {
             0 => new NpgsqlException(link.Message, inner),
             1 => new InvalidOperationException(link.Message, inner),
-            2 => new OrleansException(link.Message, inner),
+            2 => inner is null ? new OrleansException(link.Message) : new OrleansException(link.Message, inner),
             3 => Beside(new InconsistentStateException(link.Message, "1", "2")),
             4 => new TimeoutException(link.Message, inner),
             5 => Beside(new InjectedFaultException(link.Message)),
