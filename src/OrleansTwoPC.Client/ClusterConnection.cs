@@ -81,7 +81,7 @@ public sealed class ClusterConnection : IAsyncDisposable
                 OperationCanceledException or TimeoutException when timeout.IsCancellationRequested =>
                     CliException.Connection($"cannot connect to {where}: no answer within {settings.ConnectTimeout.TotalSeconds:0.#} s"),
                 _ when FindDatabaseError(ex) is { } database =>
-                    CliException.Connection($"cannot read the membership table of {where}: {Output.OneLine(database.Message)}", ex),
+                    CliException.Connection($"storage unavailable: cannot read the membership table of {where}: {Output.OneLine(database.Message)}", ex),
                 _ when Find(ex, e => e is SiloUnavailableException) is not null =>
                     CliException.Connection($"cannot connect to {where}: no gateway is registered; is a silo running?", ex),
                 _ when Find(ex, e => e.GetType().Name == "ConnectionFailedException") is { } failed =>

@@ -141,7 +141,8 @@ public static class TpcCommandLine
         var orderJson = Json();
         var order = new Command("order",
             "Place an order atomically (reserve stock, charge the account, create the shipment); prints the outcome and every vote.\n" +
-            "Exit 0 committed; 1 aborted, rejected, in doubt or unavailable.")
+            $"Answers within {PlaceOrderTimeouts.Response.TotalSeconds:0} s: with no answer by then the coordinator's silo died and the order is in doubt; placing the\n" +
+            "same order again settles it. Exit 0 committed; 1 aborted, rejected, in doubt or unavailable.")
         {
             orderId, orderAccount, orderAddress, orderLines, orderJson,
         };
@@ -222,15 +223,17 @@ public static class TpcCommandLine
         {
             if (string.IsNullOrWhiteSpace(r.GetValueOrDefault<string>())) r.AddError("--reason is blank");
         });
+        var abortYes = new Option<bool>("--yes") { Description = "Do not ask for confirmation (required when there is no terminal to ask)" };
         var abortJson = Json();
         var abort = new Command("abort",
             "Force ABORT of a transaction that has no durable decision. This is a heuristic decision: an operator\n" +
             "overrides the protocol (e.g. a coordinator that cannot finish); it is recorded as such and refused once\n" +
-            "the transaction committed. Exit 1 if refused.")
+            "the transaction committed. Asks for confirmation unless --yes. Aborting an id the cluster never saw uses\n" +
+            "that order id up: an order with it is answered Aborted. Exit 1 if refused, 2 if not confirmed without a terminal.")
         {
-            abortId, abortReason, abortJson,
+            abortId, abortReason, abortYes, abortJson,
         };
-        Action(abort, (p, c) => ClusterCommands.AbortAsync(c, p.GetValue(abortId)!, p.GetValue(abortReason)!, p.GetValue(abortJson)));
+        Action(abort, (p, c) => ClusterCommands.AbortAsync(c, p.GetValue(abortId)!, p.GetValue(abortReason)!, p.GetValue(abortYes), p.GetValue(abortJson)));
         root.Subcommands.Add(abort);
 
         // ---- check ---------------------------------------------------------------------------------

@@ -38,11 +38,11 @@ public static class ClusterCommands
         {
             outcome = await c.Call(grains.GetGrain<ITransactionCoordinatorGrain>(transactionId).PlaceOrder(order));
         }
-        catch (TimeoutException)
+        catch (Exception ex) when (IsLostAnswer(ex))
         {
-            throw CliException.Failed(
-                $"no answer for order {order.OrderId} within {c.Settings.ResponseTimeout.TotalSeconds:0.#} s; the outcome is unknown " +
-                $"(see 'tpc tx {order.OrderId}'; placing the same order again returns its recorded outcome)");
+            // The call may or may not have reached a coordinator that then died: only the record knows.
+            outcome = InDoubt(order, transactionId,
+                $"no answer from the coordinator ({LostAnswerReason(ex)}); its silo may have died mid-order, so the outcome is unknown");
         }
 
         if (json)
@@ -66,7 +66,7 @@ public static class ClusterCommands
             switch (outcome.Status)
             {
                 case OrderStatus.InDoubt:
-                    c.Out.WriteLine($"the decision is not known to be durable; recovery will finish it (see 'tpc tx {outcome.OrderId}')");
+                    c.Out.WriteLine($"in doubt: placing the same order again (same id and content) settles it and prints its outcome; recovery finishes it anyway (see 'tpc tx {outcome.OrderId}')");
                     break;
                 case OrderStatus.Unavailable:
                     c.Out.WriteLine("nothing was decided or changed; the order can be placed again later");
@@ -180,20 +180,31 @@ public static class ClusterCommands
         return report.Errors.Count == 0 ? ExitCodes.Ok : ExitCodes.Failure;
     }
 
-    public static async Task<int> AbortAsync(CommandContext c, string id, string reason, bool json)
+    public static async Task<int> AbortAsync(CommandContext c, string id, string reason, bool yes, bool json)
     {
         var transactionId = InputParsers.ToTransactionId(id);
         var grains = await c.GrainsAsync();
-        if (!json)
+        var admin = grains.GetGrain<ITransactionAdminGrain>(0);
+        var timeline = await c.Call(admin.GetTimeline(transactionId));
+        // What the operator is about to do; on stderr with --json, so the output stays one JSON document.
+        var notice = json ? c.Error : c.Out;
+        notice.WriteLine(timeline.Known
+            ? $"forcing ABORT of {transactionId} (decision now: {timeline.Decision}): a heuristic decision taken by an operator, " +
+              "not by the protocol (allowed only while no decision is durable; refused once committed)"
+            : $"transaction {transactionId} is unknown: no service has a record of it. Aborting it records an ABORT decision, " +
+              $"so order id {OrderIdOf(transactionId)} can never be used for an order.");
+
+        if (!yes && !await c.ConfirmAsync($"Abort {transactionId}? [y/N] "))
         {
-            c.Out.WriteLine($"forcing ABORT of {transactionId}: a heuristic decision taken by an operator, not by the protocol " +
-                            "(allowed only while no decision is durable; refused once committed)");
+            throw c.CanAsk
+                ? CliException.Failed($"abort of {transactionId} not confirmed; nothing was changed")
+                : CliException.Usage($"abort of {transactionId} needs confirmation and there is no terminal to ask: add --yes; nothing was changed");
         }
 
         TransactionReport report;
         try
         {
-            report = await c.Call(grains.GetGrain<ITransactionAdminGrain>(0).HeuristicAbort(transactionId, reason));
+            report = await c.Call(admin.HeuristicAbort(transactionId, reason));
         }
         catch (Exception ex) when (ex is not (OperationCanceledException or TimeoutException or CliException))
         {
@@ -212,6 +223,11 @@ public static class ClusterCommands
             {
                 c.Out.WriteLine($"  still to acknowledge: {string.Join(", ", report.Unacknowledged)}");
             }
+
+            if (!timeline.Known && string.Equals(report.Decision, "Abort", StringComparison.OrdinalIgnoreCase))
+            {
+                c.Out.WriteLine($"  {transactionId} was unknown: order id {OrderIdOf(transactionId)} is now used up (an order with it is answered Aborted)");
+            }
         }
 
         if (!string.Equals(report.Decision, "Abort", StringComparison.OrdinalIgnoreCase))
@@ -222,6 +238,32 @@ public static class ClusterCommands
 
         return ExitCodes.Ok;
     }
+
+    /// <summary>The call's answer was lost on the way: a timeout, or the silo or connection it went to is gone.</summary>
+    private static bool IsLostAnswer(Exception ex) =>
+        ex is TimeoutException or OrleansMessageRejectionException || ex.GetType().Name == "ConnectionFailedException";
+
+    private static string LostAnswerReason(Exception ex) => ex is TimeoutException
+        ? $"none within {PlaceOrderTimeouts.Response.TotalSeconds:0.#} s"
+        : Output.OneLine(ex.Message);
+
+    private static OrderOutcome InDoubt(OrderRequest order, string transactionId, string reason)
+    {
+        long total;
+        try
+        {
+            total = OrderPlan.Create(order).TotalAmount;
+        }
+        catch (OrderValidationException)
+        {
+            total = 0;
+        }
+
+        return new OrderOutcome(order.OrderId, transactionId, OrderStatus.InDoubt, reason, [], total);
+    }
+
+    private static string OrderIdOf(string transactionId) =>
+        transactionId.StartsWith("tx-", StringComparison.Ordinal) ? transactionId[3..] : transactionId;
 
     private static string N(long value) => value.ToString(CultureInfo.InvariantCulture);
 }

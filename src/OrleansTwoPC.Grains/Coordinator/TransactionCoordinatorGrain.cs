@@ -2,6 +2,7 @@ using OrleansTwoPC.Grains.Placement;
 using System.Diagnostics;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
+using OrleansTwoPC.Grains.Errors;
 using OrleansTwoPC.Grains.Faults;
 using OrleansTwoPC.Grains.Telemetry;
 using OrleansTwoPC.Protocol;
@@ -30,6 +31,10 @@ public sealed class TransactionCoordinatorGrain : Grain, ITransactionCoordinator
     /// <summary>After this many failed sends in one activation, delivery is left to the recovery sweep,
     /// which resumes it from the durable record (so a dead or invalid activation cannot retry forever).</summary>
     private const int MaxDeliveryAttemptsPerActivation = 30;
+
+    /// <summary>How long a rejection waits for its rollbacks: the prepare phase may already have used the
+    /// whole prepare timeout, and the caller's answer must come within <see cref="PlaceOrderTimeouts.Response"/>.</summary>
+    private static readonly TimeSpan RejectRollbackWait = TimeSpan.FromSeconds(1);
     private CoordinatorMachine _machine = null!;
     private OrderPlan? _plan;
     private bool _writingCompletion;
@@ -191,16 +196,18 @@ public sealed class TransactionCoordinatorGrain : Grain, ITransactionCoordinator
     {
         _machine.OnDecisionPersistFailed();
         _logger.LogError(ex, "Decision write failed {TransactionId} ({Decision}); outcome in doubt until recovery", TransactionId, decision);
+        // One line: Orleans' storage wrapper puts the driver's whole stack trace in its message.
         return new OrderOutcome(order.OrderId, TransactionId, OrderStatus.InDoubt,
-            $"the {decision} decision could not be made durable ({ex.GetType().Name}: {ex.Message}); recovery will finish the transaction",
+            $"the {decision} decision could not be made durable ({ContractErrors.Describe(ex.GetBaseException())}); " +
+            "recovery will finish the transaction, and placing the same order again returns its outcome",
             ToVotes(_machine.Outcome()), plan.TotalAmount);
     }
 
     /// <summary>
     /// The order named a SKU or account that does not exist: nothing was decided and nothing is written.
-    /// The participants that prepared are rolled back before the answer (waiting at most a prepare
-    /// timeout), so a rejected order leaves nothing held; a rollback that fails is left to the in-doubt
-    /// sweep (its inquiry finds no record: presumed abort).
+    /// The participants that prepared are rolled back before the answer (waiting at most
+    /// <see cref="RejectRollbackWait"/>), so a rejected order leaves nothing held; a rollback that fails or
+    /// is slower is left to the in-doubt sweep (its inquiry finds no record: presumed abort).
     /// </summary>
     private async Task<OrderOutcome> Reject(OrderPlan plan, RejectOrder rejection)
     {
@@ -218,8 +225,8 @@ public sealed class TransactionCoordinatorGrain : Grain, ITransactionCoordinator
                 _logger.LogWarning("Rollback of rejected {TransactionId} at {Participant} failed, left to recovery: {Error}", TransactionId, participant, ex.GetBaseException().Message);
             }
         }));
-        await Task.WhenAny(rollbacks, Task.Delay(_options.PrepareTimeout, _time));
-        return OrderOutcome.Rejected(plan.Order.OrderId, rejection.Reason);
+        await Task.WhenAny(rollbacks, Task.Delay(RejectRollbackWait < _options.PrepareTimeout ? RejectRollbackWait : _options.PrepareTimeout, _time));
+        return OrderOutcome.Rejected(plan.Order.OrderId, TwoPcException.OneLine(rejection.Reason));
     }
 
     public Task<TransactionReport> GetReport()
@@ -273,7 +280,7 @@ public sealed class TransactionCoordinatorGrain : Grain, ITransactionCoordinator
         if (actions.OfType<PersistDecision>().Any())
         {
             if (!await PersistPresumedAbort())
-                throw new InvalidOperationException($"the heuristic abort of {TransactionId} could not be made durable; nothing was decided");
+                throw TwoPcException.StorageUnavailable($"the heuristic abort of {TransactionId} could not be made durable (coordinator storage unavailable); nothing was decided");
             _logger.LogWarning("Heuristic decision {TransactionId}: ABORT forced by an operator ({Reason})", TransactionId, reason);
         }
         else
@@ -348,7 +355,7 @@ public sealed class TransactionCoordinatorGrain : Grain, ITransactionCoordinator
                 {
                     var error = vote.Exception?.GetBaseException();
                     _logger.LogWarning(error, "Prepare failed {TransactionId} at {Participant}", TransactionId, participant);
-                    next = _machine.OnPrepareFailed(participant, $"{error?.GetType().Name}: {error?.Message}", Now);
+                    next = _machine.OnPrepareFailed(participant, error is null ? "prepare failed" : ContractErrors.Describe(error), Now);
                 }
             }
             if (next.Any(a => a is PersistDecision or RejectOrder))

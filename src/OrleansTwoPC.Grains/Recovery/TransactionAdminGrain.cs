@@ -1,5 +1,6 @@
 using OrleansTwoPC.Grains.Placement;
 using Microsoft.Extensions.Logging;
+using OrleansTwoPC.Grains.Errors;
 
 namespace OrleansTwoPC.Grains.Recovery;
 
@@ -32,8 +33,18 @@ public sealed class TransactionAdminGrain(
         var tx = Normalize(transactionId);
         logger.LogWarning("Operator: heuristic abort of {TransactionId} requested ({Reason})", tx, reason);
         var report = await GrainFactory.GetGrain<ITransactionCoordinatorGrain>(tx).HeuristicAbort(reason);
-        // Tell whoever holds it prepared now rather than at their next in-doubt timeout.
-        await sweeper.SweepAsync(TimeSpan.Zero, TimeSpan.Zero, tx);
+        // Tell whoever holds it prepared now rather than at their next in-doubt timeout. The abort is durable
+        // already: a sweep that fails (a database down) must not make the operator believe it was refused.
+        try
+        {
+            await sweeper.SweepAsync(TimeSpan.Zero, TimeSpan.Zero, tx);
+        }
+        catch (Exception ex)
+        {
+            logger.LogWarning("Operator: heuristic abort of {TransactionId} is durable; telling its participants now failed, recovery will: {Error}",
+                tx, ContractErrors.Describe(ex));
+        }
+
         return report;
     }
 

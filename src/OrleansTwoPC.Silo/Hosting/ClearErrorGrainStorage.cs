@@ -3,18 +3,9 @@ using Orleans.Storage;
 namespace OrleansTwoPC.Silo.Hosting;
 
 /// <summary>
-/// Raised instead of a database driver's exception, which Orleans cannot send to a caller (it would
-/// arrive as "could not find a codec for Npgsql.PostgresException"): the caller gets one clear line.
-/// </summary>
-[GenerateSerializer]
-public sealed class StorageUnavailableException : Exception
-{
-    public StorageUnavailableException(string message, Exception? inner = null) : base(message, inner) { }
-}
-
-/// <summary>
-/// Wraps a grain-storage provider so that database failures surface as <see cref="StorageUnavailableException"/>
-/// naming the service, while version conflicts (<see cref="InconsistentStateException"/>) pass unchanged.
+/// Wraps a grain-storage provider so that database failures surface as a <see cref="TwoPcException"/> with
+/// code <see cref="TwoPcErrorCode.StorageUnavailable"/> naming the service (a type every client can
+/// deserialize, unlike the driver's), while version conflicts (<see cref="InconsistentStateException"/>) pass unchanged.
 /// </summary>
 public sealed class ClearErrorGrainStorage(string service, IGrainStorage inner) : IGrainStorage, ILifecycleParticipant<ISiloLifecycle>
 {
@@ -41,7 +32,7 @@ public sealed class ClearErrorGrainStorage(string service, IGrainStorage inner) 
         }
         catch (Exception ex)
         {
-            throw new StorageUnavailableException($"{service} storage unavailable ({what} of {grainId}): {ex.GetBaseException().Message}");
+            throw TwoPcException.StorageUnavailable($"{service} storage unavailable ({what} of {grainId}): {TwoPcException.OneLine(ex.GetBaseException().Message)}");
         }
     }
 }

@@ -3,6 +3,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Logging;
 using OrleansTwoPC.Grains;
+using OrleansTwoPC.Grains.Errors;
 using OrleansTwoPC.Grains.Faults;
 using OrleansTwoPC.Protocol;
 using Orleans.Configuration;
@@ -94,6 +95,8 @@ public static class TwoPhaseCommitSiloExtensions
         // Trace context flows across grain calls (coordinator -> participants). Clients that want their
         // calls in the same trace call clientBuilder.AddActivityPropagation() too.
         silo.AddActivityPropagation();
+        // Clients get errors they can deserialize: a TwoPcException with a code and one line.
+        silo.AddIncomingGrainCallFilter<ClientErrorFilter>();
         AddTelemetryExporters(silo.Services, configuration);
         return silo;
     }
