@@ -125,7 +125,7 @@ public static class TpcCommandLine
         var orderAddress = new Option<string>("--address") { Description = "Shipping address", Required = true, HelpName = "ADDRESS" };
         var orderLines = new Option<string[]>("--line")
         {
-            Description = "SKU:QTY:PRICE (unit price in minor units); repeatable",
+            Description = "SKU:QTY:PRICE (unit price in minor units), or sku=SKU,qty=QTY,price=PRICE for a SKU containing ':'; repeatable",
             HelpName = "SKU:QTY:PRICE",
             Required = true,
             AllowMultipleArgumentsPerToken = true,

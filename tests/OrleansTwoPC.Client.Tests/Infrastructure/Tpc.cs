@@ -20,6 +20,9 @@ public static class Tpc
 {
     private static readonly Lazy<string> Dll = new(FindDll);
 
+    /// <summary>The built tpc.dll (also loaded by <see cref="TpcLibrary"/> to call its parsers directly).</summary>
+    public static string DllPath => Dll.Value;
+
     public static async Task<TpcResult> RunAsync(params string[] arguments)
     {
         var startInfo = new ProcessStartInfo(DotnetHost())
