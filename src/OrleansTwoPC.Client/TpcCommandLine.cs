@@ -323,7 +323,8 @@ public static class TpcCommandLine
         var load = new Command("load",
             "Place N generated orders from C concurrent callers and report throughput, p50/p95/p99 latency and outcomes\n" +
             "(commits, aborts by reason, rejected, in doubt, unavailable, failures); a progress line on a terminal.\n" +
-            "Exit 0 when no call failed and nothing is in doubt, 1 otherwise.")
+            "Ctrl+C stops issuing orders, waits for those in flight and prints the summary of what finished (a second\n" +
+            "Ctrl+C stops waiting). Exit 0 when no call failed and nothing is in doubt, 1 otherwise, 130 when interrupted.")
         {
             loadOrders, loadConcurrency, loadSkus, loadAccounts, loadNoSeed, loadSkew, loadAbortMix, loadLines, loadSeed, loadRunId, loadJson,
         };
