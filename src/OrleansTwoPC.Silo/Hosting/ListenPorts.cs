@@ -75,9 +75,9 @@ public sealed record SiloEndpoints(IPAddress AdvertisedIp, int SiloPort, int Gat
 
 /// <summary>
 /// Claims the silo's listening ports before anything starts, so a taken port stops the silo with one clear
-/// line. Orleans binds its listeners with SO_REUSEADDR, which .NET on Linux turns into SO_REUSEPORT as well:
-/// a second silo (of any cluster) would then share the port with the first, each getting part of the
-/// other's connections, without an error. The probes here bind exclusively (no reuse option, dual-stack
+/// line. Orleans binds its listeners with <see cref="SocketOptionName.ReuseAddress"/>, which .NET on Unix
+/// implements as SO_REUSEPORT: a second silo of the same user (of any cluster) would then share the port with
+/// the first, the kernel handing each part of the other's connections, without an error. The probes here bind exclusively (no reuse option, dual-stack
 /// where the real listener is), so they fail on any socket bound to a conflicting address. The silo and
 /// gateway probes are held until just before Orleans binds (<see cref="Release"/>), so two silos starting
 /// together cannot both pass the check; the dashboard's is released at once (Kestrel binds exclusively itself).
