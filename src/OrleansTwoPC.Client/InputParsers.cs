@@ -5,40 +5,94 @@ namespace OrleansTwoPC.Client;
 /// <summary>Parsers for the values given on the command line. Each returns null and an error message on bad input.</summary>
 public static class InputParsers
 {
-    /// <summary><c>SKU:QTY:PRICE</c>, price in minor units. A SKU may itself contain ':', so the numbers are taken from the right.</summary>
+    /// <summary>The keys of the spelled-out line form <c>sku=SKU,qty=QTY,price=PRICE</c>.</summary>
+    public const string SkuKey = "sku";
+    public const string QuantityKey = "qty";
+    public const string PriceKey = "price";
+
+    private const string LineSyntax = "SKU:QTY:PRICE, e.g. SKU-1:2:1999, or sku=SKU,qty=QTY,price=PRICE (price in minor units)";
+
+    /// <summary>
+    /// An order line in one of two forms, price in minor units: <c>SKU:QTY:PRICE</c> (exactly two ':', so
+    /// only for a SKU without ':'), or <c>sku=SKU,qty=QTY,price=PRICE</c> for any SKU (ids cannot contain
+    /// '=' or ','). A line with more than two ':' is refused rather than guessed at: <c>A:1:1:1</c> could be
+    /// SKU <c>A:1</c> or a typing error.
+    /// </summary>
     public static OrderLine? ParseLine(string text, out string? error)
     {
         error = null;
-        var priceColon = text.LastIndexOf(':');
-        var quantityColon = priceColon > 0 ? text.LastIndexOf(':', priceColon - 1) : -1;
-        if (quantityColon <= 0)
+        string? problem;
+        string sku, quantityText, priceText;
+        if (text.Contains('='))
         {
-            error = $"bad --line '{text}': expected SKU:QTY:PRICE, e.g. SKU-1:2:1999 (price in minor units)";
-            return null;
+            problem = SplitKeyed(text, out sku, out quantityText, out priceText);
+        }
+        else
+        {
+            var parts = text.Split(':');
+            problem = parts.Length switch
+            {
+                3 => null,
+                < 3 => $"expected {LineSyntax}",
+                _ => $"{parts.Length - 1} ':' where SKU:QTY:PRICE has 2; a SKU containing ':' is written sku=SKU,qty=QTY,price=PRICE",
+            };
+            (sku, quantityText, priceText) = parts.Length == 3 ? (parts[0], parts[1], parts[2]) : ("", "", "");
         }
 
-        var sku = text[..quantityColon];
-        var quantityText = text[(quantityColon + 1)..priceColon];
-        var priceText = text[(priceColon + 1)..];
-        if (!int.TryParse(quantityText, NumberStyles.None, CultureInfo.InvariantCulture, out var quantity) || quantity <= 0)
+        if (problem is null && CheckId(sku, "SKU") is { } idError) problem = idError;
+        var quantity = 0;
+        if (problem is null && (!int.TryParse(quantityText, NumberStyles.None, CultureInfo.InvariantCulture, out quantity) || quantity <= 0))
         {
-            error = $"bad --line '{text}': quantity '{quantityText}' is not a positive whole number";
-            return null;
+            problem = $"quantity '{quantityText}' is not a whole number from 1 to {int.MaxValue.ToString(CultureInfo.InvariantCulture)}";
         }
 
-        if (!long.TryParse(priceText, NumberStyles.None, CultureInfo.InvariantCulture, out var price) || price <= 0)
+        long price = 0;
+        if (problem is null && (!long.TryParse(priceText, NumberStyles.None, CultureInfo.InvariantCulture, out price) || price <= 0))
         {
-            error = $"bad --line '{text}': price '{priceText}' is not a positive whole number of minor units";
-            return null;
+            problem = $"price '{priceText}' is not a whole number of minor units from 1 to {long.MaxValue.ToString(CultureInfo.InvariantCulture)}";
         }
 
-        if (CheckId(sku, "SKU") is { } idError)
+        if (problem is not null)
         {
-            error = $"bad --line '{text}': {idError}";
+            error = $"bad --line '{text}': {problem}";
             return null;
         }
 
         return new OrderLine(sku, quantity, price);
+    }
+
+    /// <summary>The <c>--line</c> text that <see cref="ParseLine"/> reads back as exactly this line.</summary>
+    public static string FormatLine(OrderLine line)
+    {
+        var quantity = line.Quantity.ToString(CultureInfo.InvariantCulture);
+        var price = line.UnitPrice.ToString(CultureInfo.InvariantCulture);
+        return line.Sku.Contains(':')
+            ? $"{SkuKey}={line.Sku},{QuantityKey}={quantity},{PriceKey}={price}"
+            : $"{line.Sku}:{quantity}:{price}";
+    }
+
+    private static string? SplitKeyed(string text, out string sku, out string quantity, out string price)
+    {
+        sku = quantity = price = "";
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var field in text.Split(','))
+        {
+            var equals = field.IndexOf('=');
+            if (equals < 0) return $"'{field}' is not KEY=VALUE; expected {LineSyntax}";
+            var key = field[..equals];
+            var value = field[(equals + 1)..];
+            if (!seen.Add(key)) return $"{key}= is given twice";
+            switch (key)
+            {
+                case SkuKey: sku = value; break;
+                case QuantityKey: quantity = value; break;
+                case PriceKey: price = value; break;
+                default: return $"unknown key '{key}' (expected {SkuKey}, {QuantityKey} and {PriceKey})";
+            }
+        }
+
+        var missing = new[] { SkuKey, QuantityKey, PriceKey }.Where(k => !seen.Contains(k)).ToList();
+        return missing.Count == 0 ? null : $"{string.Join(" and ", missing.Select(k => k + "="))} missing; expected {LineSyntax}";
     }
 
     /// <summary><c>KEY=VALUE</c> with a non-negative whole number (stock units or money in minor units).</summary>

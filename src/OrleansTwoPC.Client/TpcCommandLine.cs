@@ -125,7 +125,7 @@ public static class TpcCommandLine
         var orderAddress = new Option<string>("--address") { Description = "Shipping address", Required = true, HelpName = "ADDRESS" };
         var orderLines = new Option<string[]>("--line")
         {
-            Description = "SKU:QTY:PRICE (unit price in minor units); repeatable",
+            Description = "SKU:QTY:PRICE (unit price in minor units), or sku=SKU,qty=QTY,price=PRICE for a SKU containing ':'; repeatable",
             HelpName = "SKU:QTY:PRICE",
             Required = true,
             AllowMultipleArgumentsPerToken = true,
@@ -326,7 +326,8 @@ public static class TpcCommandLine
         var load = new Command("load",
             "Place N generated orders from C concurrent callers and report throughput, p50/p95/p99 latency and outcomes\n" +
             "(commits, aborts by reason, rejected, in doubt, unavailable, failures); a progress line on a terminal.\n" +
-            "Exit 0 when no call failed and nothing is in doubt, 1 otherwise.")
+            "Ctrl+C stops issuing orders, waits for those in flight and prints the summary of what finished (a second\n" +
+            "Ctrl+C stops waiting). Exit 0 when no call failed and nothing is in doubt, 1 otherwise, 130 when interrupted.")
         {
             loadOrders, loadConcurrency, loadSkus, loadAccounts, loadNoSeed, loadSkew, loadAbortMix, loadLines, loadSeed, loadRunId, loadJson,
         };

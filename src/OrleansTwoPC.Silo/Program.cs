@@ -1,4 +1,3 @@
-using System.Net;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
@@ -47,6 +46,9 @@ Console.CancelKeyPress += (_, e) => { e.Cancel = true; cancel.Cancel(); };
 
 try
 {
+    // Ports first: a taken one is one clear line, before PostgreSQL or Orleans start.
+    var endpoints = SiloEndpoints.FromConfiguration(builder.Configuration);
+    using var ports = PortReservation.Acquire(endpoints.Listeners);
     var startupLogger = new SerilogLoggerFactory(Log.Logger).CreateLogger("OrleansTwoPC.Startup");
     await using var postgres = await PostgresTopology.StartAsync(builder.Configuration, startupLogger, cancel.Token);
     var databases = postgres.Databases;
@@ -63,10 +65,9 @@ try
             o.Invariant = TwoPhaseCommitSiloExtensions.AdoNetInvariant;
             o.ConnectionString = databases.Coordinator;
         });
-        silo.ConfigureEndpoints(
-            IPAddress.Parse(builder.Configuration["TwoPC:AdvertisedIp"] ?? "127.0.0.1"),
-            builder.Configuration.GetValue("TwoPC:SiloPort", 11111),
-            builder.Configuration.GetValue("TwoPC:GatewayPort", 30000));
+        silo.ConfigureEndpoints(endpoints.AdvertisedIp, endpoints.SiloPort, endpoints.GatewayPort);
+        silo.ReleasePortsBeforeListening(ports);
+        silo.UseWatchdogClockFromFirstReading();
         silo.AddTwoPhaseCommit(databases, builder.Configuration);
         SiloHostBuilder.AddDashboardIfEnabled(silo, builder);
     });
@@ -97,6 +98,11 @@ try
 catch (OperationCanceledException) when (cancel.IsCancellationRequested)
 {
     return 130;
+}
+catch (SiloStartupException ex)
+{
+    Console.Error.WriteLine($"error: {ex.Message}");
+    return 1;
 }
 catch (Exception ex)
 {

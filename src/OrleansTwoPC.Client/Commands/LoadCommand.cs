@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
+using System.Runtime.InteropServices;
 using System.Text;
 
 namespace OrleansTwoPC.Client.Commands;
@@ -21,7 +22,8 @@ public sealed record LoadOptions(
 /// <summary>Latencies of the order calls in milliseconds (percentiles by nearest rank).</summary>
 public sealed record LoadLatency(double P50, double P95, double P99, double Max, double Mean);
 
-/// <summary>The result of a load run, printed as a table or as JSON.</summary>
+/// <summary>The result of a load run, printed as a table or as JSON. <paramref name="Orders"/> counts the
+/// orders that got an answer; after an interruption that is fewer than <paramref name="Requested"/>.</summary>
 public sealed record LoadSummary(
     string RunId,
     int Seed,
@@ -31,6 +33,9 @@ public sealed record LoadSummary(
     double Skew,
     double AbortMix,
     int MaxLines,
+    int Requested,
+    bool Interrupted,
+    int Unanswered,
     int Orders,
     double ElapsedSeconds,
     double OrdersPerSecond,
@@ -48,7 +53,8 @@ public sealed record LoadSummary(
 /// <summary>
 /// <c>load</c>: N generated orders placed by C concurrent callers against the cluster, with Zipf-like key skew
 /// and a share of orders built to abort; a live progress line on a terminal and a summary of throughput,
-/// latency percentiles and outcomes.
+/// latency percentiles and outcomes. Ctrl+C (SIGINT, or SIGTERM) stops issuing orders, waits for those in
+/// flight and prints the summary of what finished (exit 130); a second one stops waiting.
 /// </summary>
 public static class LoadCommand
 {
@@ -87,6 +93,19 @@ public static class LoadCommand
 
     public static async Task<int> RunAsync(CommandContext c, LoadOptions options)
     {
+        // The first Ctrl+C stops issuing orders, a second one stops waiting for those in flight. Handled here:
+        // nothing else in tpc turns SIGINT into cancellation (the Orleans client's host only swallows it).
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(c.CancellationToken);
+        using var abandon = CancellationTokenSource.CreateLinkedTokenSource(c.CancellationToken);
+        void OnSignal(PosixSignalContext context)
+        {
+            context.Cancel = true;
+            _ = stop.IsCancellationRequested ? abandon.CancelAsync() : stop.CancelAsync();
+        }
+
+        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
+        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
+
         var orders = Generate(options);
         var grains = await c.GrainsAsync();
         if (!options.Json)
@@ -99,7 +118,7 @@ public static class LoadCommand
 
         if (!options.NoSeed)
         {
-            await SeedAsync(c, grains, options);
+            await SeedAsync(c, grains, options, stop.Token);
             if (!options.Json)
             {
                 c.Out.WriteLine(
@@ -108,7 +127,12 @@ public static class LoadCommand
             }
         }
 
-        var results = new Result[orders.Count];
+        if (stop.IsCancellationRequested)
+        {
+            throw new CliException(ExitCodes.Interrupted, "interrupted before any order was placed");
+        }
+
+        var results = new Result?[orders.Count];
         var next = -1;
         var done = 0;
         var committed = 0;
@@ -117,7 +141,7 @@ public static class LoadCommand
 
         async Task Worker()
         {
-            while (true)
+            while (!stop.IsCancellationRequested)
             {
                 var i = Interlocked.Increment(ref next);
                 if (i >= orders.Count)
@@ -125,18 +149,17 @@ public static class LoadCommand
                     return;
                 }
 
-                c.CancellationToken.ThrowIfCancellationRequested();
                 var order = orders[i];
                 var started = Stopwatch.GetTimestamp();
                 Result result;
                 try
                 {
-                    var outcome = await c.Call(grains.GetGrain<ITransactionCoordinatorGrain>(TransactionIds.FromOrderId(order.OrderId)).PlaceOrder(order));
+                    var outcome = await grains.GetGrain<ITransactionCoordinatorGrain>(TransactionIds.FromOrderId(order.OrderId)).PlaceOrder(order).WaitAsync(abandon.Token);
                     result = new Result(outcome.Status, outcome.Reason, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
                 }
-                catch (OperationCanceledException) when (c.CancellationToken.IsCancellationRequested)
+                catch (OperationCanceledException) when (abandon.IsCancellationRequested)
                 {
-                    throw;
+                    return; // issued, its answer no longer awaited
                 }
                 catch (Exception ex)
                 {
@@ -166,7 +189,18 @@ public static class LoadCommand
             await progress;
         }
 
-        var summary = Summarize(options, results, stopwatch.Elapsed);
+        var issued = Math.Min(Volatile.Read(ref next) + 1, orders.Count);
+        var finished = results.Take(issued).OfType<Result>().ToList();
+        var interrupted = stop.IsCancellationRequested && issued < orders.Count || finished.Count < issued;
+        var summary = Summarize(options, finished, issued - finished.Count, interrupted, stopwatch.Elapsed);
+        if (interrupted)
+        {
+            c.Error.WriteLine(
+                $"tpc load: interrupted: {issued} of {options.Orders} orders placed, {finished.Count} answered" +
+                (finished.Count < issued ? $", {issued - finished.Count} not waited for (their outcome is unknown; see 'tpc in-doubt')" : "") +
+                "; the summary counts the answered ones");
+        }
+
         if (options.Json)
         {
             Output.WriteJson(c.Out, summary);
@@ -176,7 +210,8 @@ public static class LoadCommand
             WriteText(c.Out, summary);
         }
 
-        return summary.Failures == 0 && summary.InDoubt == 0 ? ExitCodes.Ok : ExitCodes.Failure;
+        return interrupted ? ExitCodes.Interrupted
+            : summary.Failures == 0 && summary.InDoubt == 0 ? ExitCodes.Ok : ExitCodes.Failure;
     }
 
     /// <summary>All orders of the run, generated up front from the seed (the same seed gives the same orders).</summary>
@@ -276,7 +311,7 @@ public static class LoadCommand
         return Math.Min(index, cumulative.Length - 1);
     }
 
-    private static async Task SeedAsync(CommandContext c, IGrainFactory grains, LoadOptions options)
+    private static async Task SeedAsync(CommandContext c, IGrainFactory grains, LoadOptions options, CancellationToken stop)
     {
         var work = Enumerable.Range(0, options.Skus).Select(i => (What: $"stock of {Sku(i)}", Call: (Func<Task>)(() => grains.GetGrain<IInventoryGrain>(Sku(i)).SetStock(SeededStock))))
             .Concat(Enumerable.Range(0, options.Accounts).Select(i => (What: $"balance of {Account(i)}", Call: (Func<Task>)(() => grains.GetGrain<IPaymentAccountGrain>(Account(i)).SetBalance(SeededBalance)))))
@@ -284,7 +319,7 @@ public static class LoadCommand
             .ToList();
         try
         {
-            await Parallel.ForEachAsync(work, new ParallelOptions { MaxDegreeOfParallelism = SeedParallelism, CancellationToken = c.CancellationToken },
+            await Parallel.ForEachAsync(work, new ParallelOptions { MaxDegreeOfParallelism = SeedParallelism, CancellationToken = stop },
                 async (item, _) =>
                 {
                     try
@@ -300,6 +335,10 @@ public static class LoadCommand
         catch (AggregateException ex) when (ex.InnerException is CliException cli)
         {
             throw cli;
+        }
+        catch (OperationCanceledException) when (stop.IsCancellationRequested)
+        {
+            throw new CliException(ExitCodes.Interrupted, "interrupted while seeding; no order was placed");
         }
     }
 
@@ -340,7 +379,7 @@ public static class LoadCommand
         error.Flush();
     }
 
-    private static LoadSummary Summarize(LoadOptions options, Result[] results, TimeSpan elapsed)
+    private static LoadSummary Summarize(LoadOptions options, IReadOnlyList<Result> results, int unanswered, bool interrupted, TimeSpan elapsed)
     {
         var latencies = results.Select(r => r.LatencyMs).Order().ToList();
         var seconds = Math.Max(elapsed.TotalSeconds, 1e-6);
@@ -355,9 +394,12 @@ public static class LoadCommand
             options.Skew,
             options.AbortMix,
             options.MaxLines,
-            results.Length,
+            options.Orders,
+            interrupted,
+            unanswered,
+            results.Count,
             Math.Round(elapsed.TotalSeconds, 3),
-            Math.Round(results.Length / seconds, 1),
+            Math.Round(results.Count / seconds, 1),
             Math.Round(committed / seconds, 1),
             new LoadLatency(
                 Math.Round(Percentile(latencies, 50), 2),
@@ -382,7 +424,13 @@ public static class LoadCommand
 
     private static void WriteText(TextWriter output, LoadSummary s)
     {
-        var rows = new List<IReadOnlyList<string>>
+        var rows = new List<IReadOnlyList<string>>();
+        if (s.Interrupted)
+        {
+            rows.Add(["interrupted", $"{N(s.Orders)} of {N(s.Requested)} orders answered" + (s.Unanswered > 0 ? $", {N(s.Unanswered)} not waited for" : "")]);
+        }
+
+        rows.AddRange(new List<IReadOnlyList<string>>
         {
             new[] { "orders", s.Orders.ToString(CultureInfo.InvariantCulture) },
             new[] { "elapsed", F(s.ElapsedSeconds) + " s" },
@@ -394,7 +442,7 @@ public static class LoadCommand
             new[] { "latency max", F(s.LatencyMs.Max) + " ms" },
             new[] { "committed", N(s.Committed) },
             new[] { "aborted", N(s.Aborted) },
-        };
+        });
         rows.AddRange(s.AbortedByReason.Select(r => (IReadOnlyList<string>)["  " + r.Key, N(r.Value)]));
         rows.Add(["rejected", N(s.Rejected)]);
         rows.Add(["in doubt", N(s.InDoubt)]);

@@ -55,6 +55,12 @@ public sealed class ChildSilo : IAsyncDisposable
     public int Pid { get; private set; }
     public bool HasExited => _process.HasExited;
 
+    /// <summary>The exit code, once <see cref="HasExited"/>.</summary>
+    public int ExitCode => _process.ExitCode;
+
+    /// <summary>Waits until the process has exited (a silo that refused to start, or one that was stopped).</summary>
+    public Task WaitForExitAsync(CancellationToken cancellationToken) => _process.WaitForExitAsync(cancellationToken);
+
     /// <param name="overrides">Settings added to or replacing the defaults below (e.g. <c>TwoPC:Roles</c>).</param>
     /// <param name="keptLines">How many of the child's last console lines to keep.</param>
     /// <param name="shippedDefaults">Leave membership, messaging and recovery settings at the product's defaults

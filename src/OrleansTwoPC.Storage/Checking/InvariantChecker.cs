@@ -256,9 +256,9 @@ public sealed class InvariantChecker
         private void CheckShipmentContent(string tx, OrderSummary order, ShipmentRecord shipment, string shipmentName)
         {
             var ordered = order.Lines.GroupBy(l => l.Sku, StringComparer.Ordinal)
-                .ToDictionary(g => g.Key, g => g.Sum(l => l.Quantity), StringComparer.Ordinal);
+                .ToDictionary(g => g.Key, g => Total(g.Select(l => (Int128)l.Quantity)), StringComparer.Ordinal);
             var shipped = (shipment.Details?.Items ?? []).GroupBy(i => i.Sku, StringComparer.Ordinal)
-                .ToDictionary(g => g.Key, g => g.Sum(i => (long)i.Quantity), StringComparer.Ordinal);
+                .ToDictionary(g => g.Key, g => Total(g.Select(i => (Int128)i.Quantity)), StringComparer.Ordinal);
             var same = ordered.Count == shipped.Count
                        && ordered.All(kv => shipped.TryGetValue(kv.Key, out var quantity) && quantity == kv.Value);
             if (!same)
@@ -312,7 +312,7 @@ public sealed class InvariantChecker
 
         // ---- counters: I2, I3, tombstones, I5 -----------------------------------------------------------
 
-        private (int Count, long Consumed) CheckCounters(
+        private (int Count, Int128 Consumed) CheckCounters(
             string kind,
             string what,
             IReadOnlyList<StoredState<ParticipantRecord<EscrowCounter, long>>> rows,
@@ -320,7 +320,7 @@ public sealed class InvariantChecker
             Consumption consumption)
         {
             var count = 0;
-            long consumed = 0;
+            Int128 consumed = 0;
             var seen = new HashSet<string>(StringComparer.Ordinal);
             foreach (var stored in rows)
             {
@@ -336,8 +336,8 @@ public sealed class InvariantChecker
                 var counter = record.Resource;
                 consumed += counter.ConsumedTotal;
 
-                // I2: the row's own books balance.
-                if (counter.Committed + counter.ConsumedTotal != counter.SuppliedTotal)
+                // I2: the row's own books balance (in 128 bits: stored values near the long range must not wrap).
+                if ((Int128)counter.Committed + counter.ConsumedTotal != counter.SuppliedTotal)
                 {
                     Add(InvariantCodes.Conservation,
                         $"{name}: committed {counter.Committed} + consumed {counter.ConsumedTotal} != supplied {counter.SuppliedTotal}",
@@ -351,7 +351,7 @@ public sealed class InvariantChecker
                 }
                 else
                 {
-                    long definite = 0, pending = 0;
+                    Int128 definite = 0, pending = 0;
                     var contributors = new List<string>();
                     foreach (var (tx, amount, inFlight) in consumption.For(stored.Key))
                     {
@@ -377,7 +377,7 @@ public sealed class InvariantChecker
                 }
 
                 // I3: never negative, never oversold.
-                var reserved = record.Prepared.Values.Sum(p => p.Work);
+                var reserved = Total(record.Prepared.Values.Select(p => (Int128)p.Work));
                 if (counter.Committed < 0)
                 {
                     Add(InvariantCodes.NoNegative, $"{name}: committed {(what == "SKU" ? "stock" : "balance")} is negative ({counter.Committed})", name);
@@ -397,7 +397,7 @@ public sealed class InvariantChecker
             foreach (var key in consumption.Keys.Where(k => inScope(k) && !seen.Contains(k)))
             {
                 var parts = consumption.For(key).ToList();
-                var definite = parts.Where(p => !p.InFlight).Sum(p => p.Amount);
+                var definite = Total(parts.Where(p => !p.InFlight).Select(p => p.Amount));
                 if (definite > 0)
                 {
                     var name = $"{kind}/{key}";
@@ -412,13 +412,13 @@ public sealed class InvariantChecker
 
         private Consumption InventoryConsumption() => BuildConsumption(
             ParticipantKind.Inventory,
-            order => order.Lines.GroupBy(l => l.Sku, StringComparer.Ordinal).Select(g => (g.Key, g.Sum(l => l.Quantity))));
+            order => order.Lines.GroupBy(l => l.Sku, StringComparer.Ordinal).Select(g => (g.Key, Total(g.Select(l => (Int128)l.Quantity)))));
 
         private Consumption PaymentConsumption() => BuildConsumption(
             ParticipantKind.Payment,
-            order => [(order.AccountId, order.Amount)]);
+            order => [(order.AccountId, (Int128)order.Amount)]);
 
-        private Consumption BuildConsumption(ParticipantKind kind, Func<OrderSummary, IEnumerable<(string Key, long Amount)>> take)
+        private Consumption BuildConsumption(ParticipantKind kind, Func<OrderSummary, IEnumerable<(string Key, Int128 Amount)>> take)
         {
             var consumption = new Consumption();
             foreach (var (tx, record) in _scoped)
@@ -453,13 +453,13 @@ public sealed class InvariantChecker
 
         private sealed class Consumption
         {
-            private readonly Dictionary<string, List<(string Tx, long Amount, bool InFlight)>> _byKey = new(StringComparer.Ordinal);
+            private readonly Dictionary<string, List<(string Tx, Int128 Amount, bool InFlight)>> _byKey = new(StringComparer.Ordinal);
 
             public HashSet<string> Unverifiable { get; } = new(StringComparer.Ordinal);
 
             public IEnumerable<string> Keys => _byKey.Keys;
 
-            public void Add(string key, string tx, long amount, bool inFlight)
+            public void Add(string key, string tx, Int128 amount, bool inFlight)
             {
                 if (!_byKey.TryGetValue(key, out var list))
                 {
@@ -469,7 +469,7 @@ public sealed class InvariantChecker
                 list.Add((tx, amount, inFlight));
             }
 
-            public IEnumerable<(string Tx, long Amount, bool InFlight)> For(string key) =>
+            public IEnumerable<(string Tx, Int128 Amount, bool InFlight)> For(string key) =>
                 _byKey.TryGetValue(key, out var list) ? list : [];
         }
 
@@ -586,13 +586,25 @@ public sealed class InvariantChecker
             }
         }
 
+        /// <summary>A sum of stored amounts: each fits a long, their total need not.</summary>
+        private static Int128 Total(IEnumerable<Int128> amounts)
+        {
+            Int128 total = 0;
+            foreach (var amount in amounts)
+            {
+                total += amount;
+            }
+
+            return total;
+        }
+
         private void Add(string code, string message, params string[] ids) =>
             _violations.Add(new InvariantViolation(code, message, ids.Where(id => id.Length > 0).ToArray()));
 
         private static string At(DateTimeOffset? at) =>
             at is { } value ? value.UtcDateTime.ToString("yyyy-MM-dd HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture) : "(unknown time)";
 
-        private static string Lines(Dictionary<string, long> lines) =>
+        private static string Lines(Dictionary<string, Int128> lines) =>
             string.Join(", ", lines.OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => $"{kv.Key} x{kv.Value}"));
     }
 }

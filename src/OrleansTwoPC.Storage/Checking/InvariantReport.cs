@@ -63,11 +63,12 @@ public sealed record InvariantReport
     public int AccountsChecked { get; init; }
     public int ShipmentsChecked { get; init; }
 
-    /// <summary>Units consumed by commits over the checked SKUs.</summary>
-    public long UnitsSold { get; init; }
+    /// <summary>Units consumed by commits over the checked SKUs. 128 bits: each counter holds up to
+    /// <see cref="long.MaxValue"/>, so their sum can exceed a long.</summary>
+    public Int128 UnitsSold { get; init; }
 
-    /// <summary>Money (minor units) consumed by commits over the checked accounts.</summary>
-    public long MoneyCharged { get; init; }
+    /// <summary>Money (minor units) consumed by commits over the checked accounts (128 bits, as <see cref="UnitsSold"/>).</summary>
+    public Int128 MoneyCharged { get; init; }
 
     /// <summary>How long <see cref="InvariantChecker.WaitUntilQuiescentAsync"/> waited before this check (null: no wait).</summary>
     public TimeSpan? Waited { get; init; }

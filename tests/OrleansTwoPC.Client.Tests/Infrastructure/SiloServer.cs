@@ -24,6 +24,8 @@ public sealed class SiloServer : IAsyncDisposable
     public string Prefix { get; }
     public string ClusterId { get; }
     public int SiloPort => _silo.SiloPort;
+    public int GatewayPort => _silo.GatewayPort;
+    public int Pid => _silo.Pid;
 
     /// <summary>The tpc arguments that reach this silo's databases and cluster.</summary>
     public string[] TpcSettings =>

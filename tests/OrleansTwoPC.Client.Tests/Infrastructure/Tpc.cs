@@ -20,7 +20,34 @@ public static class Tpc
 {
     private static readonly Lazy<string> Dll = new(FindDll);
 
+    /// <summary>The built tpc.dll (also loaded by <see cref="TpcLibrary"/> to call its parsers directly).</summary>
+    public static string DllPath => Dll.Value;
+
     public static async Task<TpcResult> RunAsync(params string[] arguments)
+    {
+        var startInfo = StartInfo(arguments);
+        var stopwatch = Stopwatch.StartNew();
+        using var process = Process.Start(startInfo) ?? throw new InvalidOperationException("could not start tpc");
+        process.StandardInput.Close();
+        var output = process.StandardOutput.ReadToEndAsync();
+        var error = process.StandardError.ReadToEndAsync();
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        try
+        {
+            await process.WaitForExitAsync(timeout.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            process.Kill(entireProcessTree: true);
+            throw new TimeoutException($"tpc {string.Join(' ', arguments)} did not exit within 60 s");
+        }
+
+        return new TpcResult(process.ExitCode, (await output).Replace("\r", ""), (await error).Replace("\r", ""), stopwatch.Elapsed);
+    }
+
+    /// <summary>How <see cref="RunAsync"/> starts tpc (the process is tpc itself, no wrapper), for tests that
+    /// drive a running tpc, e.g. signal it.</summary>
+    public static ProcessStartInfo StartInfo(params string[] arguments)
     {
         var startInfo = new ProcessStartInfo(DotnetHost())
         {
@@ -46,23 +73,7 @@ public static class Tpc
             }
         }
 
-        var stopwatch = Stopwatch.StartNew();
-        using var process = Process.Start(startInfo) ?? throw new InvalidOperationException("could not start tpc");
-        process.StandardInput.Close();
-        var output = process.StandardOutput.ReadToEndAsync();
-        var error = process.StandardError.ReadToEndAsync();
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
-        try
-        {
-            await process.WaitForExitAsync(timeout.Token);
-        }
-        catch (OperationCanceledException)
-        {
-            process.Kill(entireProcessTree: true);
-            throw new TimeoutException($"tpc {string.Join(' ', arguments)} did not exit within 60 s");
-        }
-
-        return new TpcResult(process.ExitCode, (await output).Replace("\r", ""), (await error).Replace("\r", ""), stopwatch.Elapsed);
+        return startInfo;
     }
 
     private static string DotnetHost()
