@@ -67,7 +67,6 @@ try
         });
         silo.ConfigureEndpoints(endpoints.AdvertisedIp, endpoints.SiloPort, endpoints.GatewayPort);
         silo.ReleasePortsBeforeListening(ports);
-        silo.UseWatchdogClockFromFirstReading();
         silo.AddTwoPhaseCommit(databases, builder.Configuration);
         SiloHostBuilder.AddDashboardIfEnabled(silo, builder);
     });

@@ -75,6 +75,8 @@ public static class TwoPhaseCommitSiloExtensions
         // Transient: Orleans initialises one strategy instance per grain type with that type's role.
         silo.Services.AddPlacementFilter<ServiceRolePlacementFilterStrategy, ServiceRolePlacementFilterDirector>(ServiceLifetime.Transient);
 
+        // Every silo that hosts the transaction manager, test clusters and the benchmark's included.
+        silo.UseWatchdogClockFromFirstReading();
         silo.Services.TryAddSingleton(TimeProvider.System);
         silo.Services.AddSingleton<FaultInjector>();
         silo.Services.AddSingleton<StepFaultInjector>();
