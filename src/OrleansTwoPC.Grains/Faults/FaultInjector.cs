@@ -10,8 +10,8 @@ public enum ParticipantFault
     Throw = 2,
     /// <summary>Block the participant for a while before it handles the prepare (a slow service).</summary>
     Hang = 3,
-    /// <summary>Commit and rollback fail as if the participant were cut off from the coordinator (a
-    /// partition) until the rule is removed.</summary>
+    /// <summary>Commit and rollback fail, and the participant's own inquiry about the transaction fails, as if
+    /// the participant were cut off from the coordinator (a partition) until the rule is removed.</summary>
     Unreachable = 4,
 }
 

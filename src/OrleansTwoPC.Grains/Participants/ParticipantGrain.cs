@@ -203,6 +203,8 @@ public abstract class ParticipantGrain<TResource, TWork> : Grain where TResource
             Logger.LogInformation("In doubt {TransactionId} at {Participant}: asking coordinator {Coordinator}", t.TransactionId, ParticipantName, t.Coordinator);
             try
             {
+                // A partition cuts both ways: the participant cannot reach the coordinator either.
+                ThrowIfCutOff(t.TransactionId);
                 return (t.TransactionId, Reply: await GrainFactory.GetGrain<ITransactionCoordinatorGrain>(t.Coordinator).QueryOutcome(), Error: (Exception?)null);
             }
             catch (Exception ex)

@@ -18,7 +18,8 @@ public static class SharedPostgres
         try
         {
             // The embedded server stops itself when the test process exits.
-            return _server ??= await EmbeddedPostgres.StartNewAsync();
+            // Room for a few cluster fixtures' pools at once (each silo pools per service database).
+            return _server ??= await EmbeddedPostgres.StartNewAsync(new EmbeddedPostgresOptions { MaxConnections = 600 });
         }
         finally
         {
