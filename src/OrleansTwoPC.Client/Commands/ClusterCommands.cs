@@ -32,18 +32,7 @@ public static class ClusterCommands
     public static async Task<int> OrderAsync(CommandContext c, OrderRequest order, bool json)
     {
         var grains = await c.GrainsAsync();
-        var transactionId = TransactionIds.FromOrderId(order.OrderId);
-        OrderOutcome outcome;
-        try
-        {
-            outcome = await c.Call(grains.GetGrain<ITransactionCoordinatorGrain>(transactionId).PlaceOrder(order));
-        }
-        catch (Exception ex) when (IsLostAnswer(ex))
-        {
-            // The call may or may not have reached a coordinator that then died: only the record knows.
-            outcome = InDoubt(order, transactionId,
-                $"no answer from the coordinator ({LostAnswerReason(ex)}); its silo may have died mid-order, so the outcome is unknown");
-        }
+        var outcome = await c.Call(grains.PlaceOrderAsync(order));
 
         if (json)
         {
@@ -237,29 +226,6 @@ public static class ClusterCommands
         }
 
         return ExitCodes.Ok;
-    }
-
-    /// <summary>The call's answer was lost on the way: a timeout, or the silo or connection it went to is gone.</summary>
-    private static bool IsLostAnswer(Exception ex) =>
-        ex is TimeoutException or OrleansMessageRejectionException || ex.GetType().Name == "ConnectionFailedException";
-
-    private static string LostAnswerReason(Exception ex) => ex is TimeoutException
-        ? $"none within {PlaceOrderTimeouts.Response.TotalSeconds:0.#} s"
-        : Output.OneLine(ex.Message);
-
-    private static OrderOutcome InDoubt(OrderRequest order, string transactionId, string reason)
-    {
-        long total;
-        try
-        {
-            total = OrderPlan.Create(order).TotalAmount;
-        }
-        catch (OrderValidationException)
-        {
-            total = 0;
-        }
-
-        return new OrderOutcome(order.OrderId, transactionId, OrderStatus.InDoubt, reason, [], total);
     }
 
     private static string OrderIdOf(string transactionId) =>
