@@ -26,9 +26,9 @@ public sealed class NemesisTests(ITestOutputHelper output)
     private const int Silos = 3;
     private const int Callers = 8;
     private const int SkuCount = 5;
-    private const long StockPerSku = 400;
+    private const long StockPerSku = 2_000;
     private const int AccountCount = 12;
-    private const long BalancePerAccount = 20_000;
+    private const long BalancePerAccount = 200_000;
 
     private enum Answer { Committed, Aborted, Indeterminate, Refused }
 
@@ -42,7 +42,7 @@ public sealed class NemesisTests(ITestOutputHelper output)
             Assert.Fail($"the nemesis needs network namespaces: {missing}");
         }
         var seed = int.TryParse(Environment.GetEnvironmentVariable("TWOPC_NEMESIS_SEED"), out var s) ? s : Environment.TickCount & 0xFFFF;
-        var faults = int.TryParse(Environment.GetEnvironmentVariable("TWOPC_NEMESIS_FAULTS"), out var f) ? f : 5;
+        var faults = int.TryParse(Environment.GetEnvironmentVariable("TWOPC_NEMESIS_FAULTS"), out var f) ? f : 6;
         output.WriteLine($"nemesis seed {seed}, {faults} faults (replay: TWOPC_NEMESIS_SEED={seed} TWOPC_NEMESIS_FAULTS={faults})");
         var random = new Random(seed);
 
@@ -85,8 +85,13 @@ public sealed class NemesisTests(ITestOutputHelper output)
                 }
             })).ToList();
 
-            var kinds = new[] { "partition", "postgres", "one-way", "pause", "kill" };
+            // How long participants hold reservations: sampled from the databases while the faults run.
+            var blocking = new BlockingSampler(new StoredStateReader(cluster.Databases));
+            var sampling = blocking.RunAsync(stop.Token);
+
+            var kinds = new[] { "partition", "postgres", "one-way", "pause", "kill", "client" };
             var clock = Stopwatch.StartNew();
+            var lastHeal = Stopwatch.StartNew();
             for (var fault = 0; fault < faults; fault++)
             {
                 await Task.Delay(TimeSpan.FromSeconds(2));
@@ -95,6 +100,7 @@ public sealed class NemesisTests(ITestOutputHelper output)
                 var other = (victim + 1 + random.Next(Silos - 1)) % Silos;
                 var hold = TimeSpan.FromSeconds(4 + random.Next(4));
                 output.WriteLine($"[{clock.Elapsed.TotalSeconds,5:0.0} s] {kind} silo {victim}{(kind == "one-way" ? $" -> silo {other}" : "")} for {hold.TotalSeconds:0} s ({history.Count} orders answered)");
+                blocking.FaultStarts($"{kind} silo {victim}");
                 switch (kind)
                 {
                     case "partition":
@@ -126,16 +132,25 @@ public sealed class NemesisTests(ITestOutputHelper output)
                         await silos[victim]!.DisposeAsync();
                         silos[victim] = StartSilo(victim);
                         break;
+                    case "client":
+                        // Calls through that gateway get no answer: the callers hear InDoubt and resubmit.
+                        lab.CutClient(victim, silos[victim]!.GatewayPort);
+                        await Task.Delay(hold);
+                        lab.HealClient();
+                        break;
                 }
+                lastHeal.Restart();
+                blocking.FaultStarts("no fault (after a heal)");
             }
             output.WriteLine($"[{clock.Elapsed.TotalSeconds,5:0.0} s] faults over; callers stop");
             await stop.CancelAsync();
             await Task.WhenAll(callers).WaitAsync(TimeSpan.FromSeconds(90));
-            var callersStopped = Stopwatch.StartNew();
+            await sampling;
 
             var checker = new InvariantChecker(cluster.Databases);
             var report = await checker.WaitUntilQuiescentAsync(TimeSpan.FromSeconds(90));
-            output.WriteLine($"quiescent (nothing prepared, every decision acknowledged): {report.ReachedQuiescence}, {callersStopped.Elapsed.TotalSeconds:0.0} s after the callers stopped");
+            output.WriteLine($"quiescent (nothing prepared, every decision acknowledged): {report.ReachedQuiescence}, {lastHeal.Elapsed.TotalSeconds:0.0} s after the last fault was healed (callers stopping included)");
+            output.WriteLine($"longest reservation held while the faults ran: {blocking.Longest.TotalSeconds:0.0} s ({blocking.LongestWhere}, prepared during: {blocking.LongestDuring})");
             output.WriteLine(report.ToText());
             Assert.True(report.ReachedQuiescence == true, "transactions still in doubt after the faults stopped");
             Assert.True(report.Ok, report.ToText());
@@ -188,6 +203,57 @@ public sealed class NemesisTests(ITestOutputHelper output)
             }
         }
         Assert.True(counts.GetValueOrDefault(Answer.Committed) > 0, "no order committed: the run proves nothing");
+    }
+
+    /// <summary>Samples the prepared reservations in the three participant databases and keeps the oldest seen.</summary>
+    private sealed class BlockingSampler(StoredStateReader reader)
+    {
+        private readonly List<(DateTimeOffset At, string Fault)> _faults = [(DateTimeOffset.MinValue, "no fault")];
+
+        public TimeSpan Longest { get; private set; }
+        public string LongestWhere { get; private set; } = "none";
+        /// <summary>The fault that was running when the longest-held reservation was prepared.</summary>
+        public string LongestDuring { get; private set; } = "none";
+
+        public void FaultStarts(string fault)
+        {
+            lock (_faults) _faults.Add((DateTimeOffset.UtcNow, fault));
+        }
+
+        private string FaultAt(DateTimeOffset at)
+        {
+            lock (_faults) return _faults.Last(f => f.At <= at).Fault;
+        }
+
+        public async Task RunAsync(CancellationToken stop)
+        {
+            while (!stop.IsCancellationRequested)
+            {
+                try
+                {
+                    var now = DateTimeOffset.UtcNow;
+                    var prepared = (await reader.InventoryAsync(true)).SelectMany(r => r.State.Prepared.Select(p => ($"inventory/{r.Key}", p.Value.PreparedAt)))
+                        .Concat((await reader.PaymentsAsync(true)).SelectMany(r => r.State.Prepared.Select(p => ($"payment/{r.Key}", p.Value.PreparedAt))))
+                        .Concat((await reader.ShipmentsAsync(true)).SelectMany(r => r.State.Prepared.Select(p => ($"shipment/{r.Key}", p.Value.PreparedAt))));
+                    foreach (var (where, at) in prepared)
+                    {
+                        if (now - at <= Longest) continue;
+                        Longest = now - at;
+                        LongestWhere = where;
+                        LongestDuring = FaultAt(at);
+                    }
+                    await Task.Delay(250, stop);
+                }
+                catch (OperationCanceledException)
+                {
+                    return;
+                }
+                catch (NpgsqlException)
+                {
+                    // The test's own reads never go through the lab's cuts; a transient error is skipped.
+                }
+            }
+        }
     }
 
     private static string Shorten(string reason) => System.Text.RegularExpressions.Regex.Replace(reason, @"\b(requested|available) \d+", "$1 N");

@@ -24,6 +24,8 @@ public sealed class NetworkLab : IDisposable
     }
 
     private readonly List<string> _namespaces = new();
+    // Rules added in this (root) namespace, each removed by its own delete command.
+    private readonly List<string[]> _rootRules = new();
     private bool _disposed;
 
     private NetworkLab(string bridge, int subnet)
@@ -104,6 +106,27 @@ public sealed class NetworkLab : IDisposable
         Run("ip", "netns", "exec", _namespaces[host], "iptables", "-A", "INPUT", "-s", address, "-p", "tcp", "--sport", p, "-j", "DROP");
     }
 
+    /// <summary>
+    /// Drops what this (root) namespace, where the test's client runs, sends to host <paramref name="host"/>'s
+    /// <paramref name="port"/>: the client is cut from that gateway. Only the lab's own address is named.
+    /// </summary>
+    public void CutClient(int host, int port)
+    {
+        string[] rule = ["OUTPUT", "-d", AddressOf(host), "-p", "tcp", "--dport", port.ToString(System.Globalization.CultureInfo.InvariantCulture), "-j", "DROP"];
+        Run(["iptables", "-A", .. rule]);
+        lock (_rootRules) _rootRules.Add(rule);
+    }
+
+    /// <summary>Removes the client cuts made by <see cref="CutClient"/>.</summary>
+    public void HealClient()
+    {
+        lock (_rootRules)
+        {
+            foreach (var rule in _rootRules) TryRun(["iptables", "-D", .. rule]);
+            _rootRules.Clear();
+        }
+    }
+
     /// <summary>Removes every rule of host <paramref name="host"/>.</summary>
     public void Heal(int host)
     {
@@ -115,6 +138,7 @@ public sealed class NetworkLab : IDisposable
     {
         if (_disposed) return;
         _disposed = true;
+        HealClient();
         foreach (var ns in _namespaces) TryRun("ip", "netns", "del", ns);
         TryRun("ip", "link", "del", Bridge);
         Open.TryRemove(this, out _);
