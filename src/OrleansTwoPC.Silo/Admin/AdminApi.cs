@@ -22,7 +22,7 @@ public sealed record AbortRequest(string? Reason);
 /// <summary>
 /// The HTTP admin API (JSON), served on <see cref="AdminSettings.Port"/> only:
 /// <c>GET /api/transactions</c> (status, since, until, orderId, offset, limit), <c>GET /api/transactions/{id}</c>
-/// (timeline), <c>POST /api/transactions/{id}/recover</c>, <c>POST /api/recover</c> (all) and
+/// (timeline), <c>GET /api/overview</c> (minutes), <c>POST /api/transactions/{id}/recover</c>, <c>POST /api/recover</c> (all) and
 /// <c>POST /api/transactions/{id}/abort</c> (<c>{"reason": "..."}</c>, a heuristic abort). Ids are order ids or
 /// transaction ids (<c>tx-&lt;order id&gt;</c>). Errors are <see cref="AdminError"/> with 400 (bad input,
 /// nothing changed), 401 (no or wrong token), 404 (unknown transaction), 409 (refused, e.g. aborting a
@@ -38,7 +38,11 @@ public static class AdminApi
         app.Use((context, next) => context.Connection.LocalPort == settings.Port ? Authorize(context, next, settings) : next(context));
 
         var host = $"*:{settings.Port}";
+        app.MapGet("/", () => Results.Content(AdminPage.Html, "text/html; charset=utf-8")).RequireHost(host);
+        app.MapGet(AdminPage.LoginPath, () => Results.Content(AdminPage.LoginHtml(null), "text/html; charset=utf-8")).RequireHost(host);
+        app.MapPost(AdminPage.LoginPath, (Delegate)((HttpContext context) => SignInAsync(context, settings))).RequireHost(host).DisableAntiforgery();
         var api = app.MapGroup("/api").RequireHost(host);
+        api.MapGet("/overview", OverviewAsync);
         api.MapGet("/transactions", ListAsync);
         api.MapGet("/transactions/{id}", TimelineAsync);
         api.MapPost("/transactions/{id}/recover", RecoverAsync);
@@ -62,14 +66,22 @@ public static class AdminApi
             return;
         }
 
+        if (context.Request.Path == AdminPage.LoginPath)
+        {
+            // The sign-in form is the one thing served without a token: it is how a browser presents one.
+            await next(context);
+            return;
+        }
+
         var header = context.Request.Headers.Authorization.ToString();
-        var presented = header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) ? header["Bearer ".Length..].Trim() : null;
+        var presented = header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) ? header["Bearer ".Length..].Trim()
+            : context.Request.Cookies[AdminPage.TokenCookie];
         var name = presented is null ? null : settings.Tokens.FirstOrDefault(t => SameSecret(t.Value, presented)).Key;
         if (name is null)
         {
             context.Response.Headers.WWWAuthenticate = "Bearer realm=\"twopc-admin\"";
             await Error(StatusCodes.Status401Unauthorized,
-                presented is null ? "this console needs a bearer token (Authorization: Bearer <token>)" : "the bearer token is not one of this console's tokens")
+                presented is null ? $"this console needs a bearer token (Authorization: Bearer <token>; in a browser sign in at {AdminPage.LoginPath})" : "the bearer token is not one of this console's tokens")
                 .ExecuteAsync(context);
             return;
         }
@@ -80,6 +92,29 @@ public static class AdminApi
 
     private static bool SameSecret(string expected, string presented) =>
         CryptographicOperations.FixedTimeEquals(SHA256.HashData(Encoding.UTF8.GetBytes(expected)), SHA256.HashData(Encoding.UTF8.GetBytes(presented)));
+
+    /// <summary>Checks a token typed into the sign-in form and keeps it in an HttpOnly, same-site cookie.</summary>
+    private static async Task<IResult> SignInAsync(HttpContext context, AdminSettings settings)
+    {
+        var form = context.Request.HasFormContentType ? await context.Request.ReadFormAsync(context.RequestAborted) : null;
+        var token = form?["token"].ToString().Trim() ?? "";
+        var name = settings.Tokens.FirstOrDefault(t => SameSecret(t.Value, token)).Key;
+        if (!settings.RequiresToken) return Results.Redirect("/");
+        if (name is null)
+            return Results.Content(AdminPage.LoginHtml("that is not one of this console's tokens"), "text/html; charset=utf-8", statusCode: StatusCodes.Status401Unauthorized);
+        context.Response.Cookies.Append(AdminPage.TokenCookie, token, new CookieOptions { HttpOnly = true, SameSite = SameSiteMode.Strict, Path = "/" });
+        return Results.Redirect("/");
+    }
+
+    private static async Task<IResult> OverviewAsync(HttpContext context, ServiceDatabases databases, TimeProvider time)
+    {
+        var text = context.Request.Query["minutes"].ToString();
+        var minutes = 5;
+        if (text.Length > 0 && (!int.TryParse(text, out minutes) || minutes is < 1 or > 1440))
+            return Error(StatusCodes.Status400BadRequest, $"minutes must be a whole number from 1 to 1440, not '{text}'");
+        return await Guarded("overview", async () =>
+            Results.Json(await new TransactionOverviewReader(databases).ReadAsync(TimeSpan.FromMinutes(minutes), time.GetUtcNow(), context.RequestAborted)));
+    }
 
     public static string Caller(HttpContext context) => context.Items[CallerItem] as string ?? "unknown";
 

@@ -62,6 +62,9 @@ public sealed class AdminApiTests(PostgresFixture postgres, ITestOutputHelper lo
             var aborted = $"no-{run}";
             Assert.Equal(OrderStatus.Aborted, (await Place(Order(aborted, 1_000))).Status);
 
+            // The caller is answered once the decision is durable; phase two finishes just after.
+            await NothingInFlight(http);
+
             // Listing everything: newest first, every decided order there with its status.
             var all = await http.GetAsync("/api/transactions?limit=500");
             Assert.True(all.Status == HttpStatusCode.OK, all.ToString());
@@ -141,10 +144,33 @@ public sealed class AdminApiTests(PostgresFixture postgres, ITestOutputHelper lo
             var burned = await http.PostAsync($"/api/transactions/{unknown}/abort", "{\"reason\": \"coordinator lost\"}");
             Assert.True(burned.Status == HttpStatusCode.OK, burned.ToString());
             Assert.Equal("Abort", burned.Body.GetProperty("decision").GetString());
+            await NothingInFlight(http);
             var burnedRow = Items(await http.GetAsync($"/api/transactions?orderId={unknown}")).Single();
             Assert.Equal("aborted", burnedRow.GetProperty("status").GetString());
             Assert.True(burnedRow.GetProperty("heuristic").GetBoolean());
             Assert.Equal(OrderStatus.Aborted, (await Place(Order(unknown, 1))).Status);
+
+            await NothingInFlight(http);
+            // The overview: decisions of the window by outcome and reason kind, phase latencies, nothing in doubt.
+            var overview = await http.GetAsync("/api/overview?minutes=5");
+            Assert.True(overview.Status == HttpStatusCode.OK, overview.ToString());
+            Assert.Equal(5, overview.Body.GetProperty("committed").GetInt32());
+            Assert.Equal(2, overview.Body.GetProperty("aborted").GetInt32());
+            Assert.Equal(0, overview.Body.GetProperty("inDoubt").GetInt32());
+            var reasons = overview.Body.GetProperty("abortsByReason").EnumerateArray().ToDictionary(r => r.GetProperty("reason").GetString()!, r => r.GetProperty("count").GetInt32());
+            Assert.Equal(new Dictionary<string, int> { ["insufficient stock"] = 1, ["heuristic abort by an operator"] = 1 }, reasons);
+            // The presumed (heuristic) abort never prepared: only the six real transactions have phase latencies.
+            var prepare = overview.Body.GetProperty("prepare");
+            Assert.Equal(6, prepare.GetProperty("count").GetInt32());
+            Assert.InRange(prepare.GetProperty("p50").GetDouble(), 0, prepare.GetProperty("p99").GetDouble());
+            Assert.Equal(6, overview.Body.GetProperty("phaseTwo").GetProperty("count").GetInt32());
+            log.WriteLine($"overview: {overview.Text}");
+            Assert.Equal(HttpStatusCode.BadRequest, (await http.GetAsync("/api/overview?minutes=0")).Status);
+            Assert.Contains("minutes must be", (await http.GetAsync("/api/overview?minutes=x")).Error);
+
+            // The page itself is served on the same port (its behaviour is tested in a browser).
+            var html = await http.GetAsync("/");
+            Assert.Contains("OrleansTwoPC operator console", html.Text);
 
             // In doubt: the payer's row is locked, so its prepare cannot be written while the SKU and the shipment
             // are prepared and no decision exists.
@@ -173,6 +199,9 @@ public sealed class AdminApiTests(PostgresFixture postgres, ITestOutputHelper lo
                 Assert.Contains($"tx-{doubtful}", Items(await http.GetAsync("/api/transactions?limit=500")).Select(Id));
                 Assert.DoesNotContain($"tx-{doubtful}", Items(await http.GetAsync("/api/transactions?status=committed&limit=500")).Select(Id));
                 log.WriteLine($"in doubt: {row}");
+                var doubtOverview = await http.GetAsync("/api/overview");
+                Assert.Equal(1, doubtOverview.Body.GetProperty("inDoubt").GetInt32());
+                Assert.True(doubtOverview.Body.GetProperty("oldestInDoubtSeconds").GetDouble() >= 0, doubtOverview.ToString());
                 await using var release = new NpgsqlCommand("ROLLBACK", locker);
                 await release.ExecuteNonQueryAsync();
             }
@@ -211,6 +240,16 @@ public sealed class AdminApiTests(PostgresFixture postgres, ITestOutputHelper lo
         {
             log.WriteLine(silo.Output);
             throw;
+        }
+    }
+
+    private static async Task NothingInFlight(AdminHttp http)
+    {
+        for (var waited = Stopwatch.StartNew(); ; await Task.Delay(100))
+        {
+            var inFlight = await http.GetAsync("/api/transactions?status=in-flight");
+            if (inFlight.Body.GetProperty("total").GetInt64() == 0) return;
+            Assert.True(waited.Elapsed < TimeSpan.FromSeconds(20), $"still in flight after 20 s: {inFlight}");
         }
     }
 
