@@ -88,6 +88,23 @@ public sealed class AdminAccessTests(PostgresFixture postgres, ITestOutputHelper
             Assert.Contains(silo.Output.Split('\n'), l => l.Contains("Operator alice (127.0.0.1): recover all", StringComparison.Ordinal));
             Assert.Contains(silo.Output.Split('\n'), l => l.Contains($"Operator bob (127.0.0.1): heuristic abort of tx-{order}", StringComparison.Ordinal));
             Assert.DoesNotContain(alice, silo.Output);
+
+            // A browser signs in once at /login (the one page served without a token); the cookie then carries it.
+            using var browser = new AdminHttp(port);
+            var refusedSignIn = await browser.SendAsync(new HttpRequestMessage(HttpMethod.Post, "/login")
+            {
+                Content = new FormUrlEncodedContent(new Dictionary<string, string> { ["token"] = bob + "x" }),
+            });
+            Assert.Equal(HttpStatusCode.Unauthorized, refusedSignIn.Status);
+            Assert.Contains("id=\"problem\"", refusedSignIn.Text);
+            Assert.Equal(HttpStatusCode.Unauthorized, (await browser.GetAsync("/api/transactions")).Status);
+            var signedIn = await browser.SendAsync(new HttpRequestMessage(HttpMethod.Post, "/login")
+            {
+                Content = new FormUrlEncodedContent(new Dictionary<string, string> { ["token"] = bob }),
+            });
+            Assert.True(signedIn.Status == HttpStatusCode.OK, signedIn.ToString());
+            Assert.Contains("OrleansTwoPC operator console", signedIn.Text);
+            Assert.Equal(HttpStatusCode.OK, (await browser.GetAsync("/api/transactions")).Status);
         }
         catch
         {
