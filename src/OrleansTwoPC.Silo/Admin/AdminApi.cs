@@ -8,6 +8,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Npgsql;
 using OrleansTwoPC.Grains.Errors;
+using OrleansTwoPC.Grains.Telemetry;
 using OrleansTwoPC.Storage;
 using OrleansTwoPC.Storage.Records;
 
@@ -113,7 +114,7 @@ public static class AdminApi
         if (text.Length > 0 && (!int.TryParse(text, out minutes) || minutes is < 1 or > 1440))
             return Error(StatusCodes.Status400BadRequest, $"minutes must be a whole number from 1 to 1440, not '{text}'");
         return await Guarded("overview", async () =>
-            Results.Json(await new TransactionOverviewReader(databases).ReadAsync(TimeSpan.FromMinutes(minutes), time.GetUtcNow(), context.RequestAborted)));
+            Results.Json(await new TransactionOverviewReader(databases, TwoPcTelemetry.ClassifyAbortReason).ReadAsync(TimeSpan.FromMinutes(minutes), time.GetUtcNow(), context.RequestAborted)));
     }
 
     public static string Caller(HttpContext context) => context.Items[CallerItem] as string ?? "unknown";

@@ -24,6 +24,23 @@ public sealed record AdminSettings(string Host, int Port, IReadOnlyDictionary<st
     /// <summary>Requests must carry a token when any is configured, and always off loopback (enforced at start-up).</summary>
     public bool RequiresToken => Tokens.Count > 0;
 
+    public const string PrometheusKey = "TwoPC:Telemetry:Prometheus";
+
+    /// <summary>
+    /// <c>TwoPC:Telemetry:Prometheus=true</c> serves <c>/metrics</c> (Prometheus text format) on the console's port,
+    /// with the console's access rules; it needs the console enabled.
+    /// </summary>
+    public static bool PrometheusEnabled(IConfiguration configuration)
+    {
+        var text = configuration[PrometheusKey];
+        if (string.IsNullOrWhiteSpace(text)) return false;
+        if (!bool.TryParse(text, out var on))
+            throw new SiloStartupException($"{PrometheusKey} must be true or false, not '{text}'");
+        if (on && FromConfiguration(configuration) is null)
+            throw new SiloStartupException($"{PrometheusKey}=true serves /metrics on the operator console's port: set {Section}:Enabled=true too");
+        return on;
+    }
+
     /// <summary>The console's settings when it is enabled, else null. Bad settings are a <see cref="SiloStartupException"/>.</summary>
     public static AdminSettings? FromConfiguration(IConfiguration configuration)
     {

@@ -4,6 +4,10 @@ using Microsoft.AspNetCore.Hosting;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Hosting;
 using Orleans.Dashboard;
+using Microsoft.Extensions.DependencyInjection;
+using OpenTelemetry;
+using OpenTelemetry.Metrics;
+using OrleansTwoPC.Grains.Telemetry;
 using OrleansTwoPC.Silo.Admin;
 
 namespace OrleansTwoPC.Silo.Hosting;
@@ -27,12 +31,20 @@ public static class SiloHostBuilder
             .AddEnvironmentVariables()
             .AddCommandLine(args)
             .Build();
+        var prometheus = AdminSettings.PrometheusEnabled(probe);
         var urls = new[] { DashboardUrl(probe), AdminSettings.FromConfiguration(probe)?.Url }.OfType<string>().ToArray();
         if (urls.Length == 0)
             return Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { Args = args, ContentRootPath = AppContext.BaseDirectory });
 
         var web = WebApplication.CreateBuilder(new WebApplicationOptions { Args = args, ContentRootPath = AppContext.BaseDirectory });
         web.WebHost.UseUrls(urls);
+        if (prometheus)
+        {
+            // Joins the console/OTLP pipeline when one is configured too: one meter provider, several readers.
+            web.Services.AddOpenTelemetry().WithMetrics(m => m.AddMeter(TwoPcTelemetry.MeterName).AddPrometheusExporter());
+            web.Services.AddHostedService<InDoubtGauges>();
+        }
+
         return web;
     }
 
@@ -76,6 +88,7 @@ public static class SiloHostBuilder
                 }
 
                 if (admin is not null) app.MapAdmin(admin);
+                if (AdminSettings.PrometheusEnabled(app.Configuration)) app.MapPrometheusScrapingEndpoint().RequireHost($"*:{admin!.Port}");
                 return app;
             case HostApplicationBuilder plain:
                 return plain.Build();

@@ -31,7 +31,9 @@ public sealed record TransactionOverview(
     bool Truncated);
 
 /// <summary>Computes <see cref="TransactionOverview"/> straight from the databases (read-only).</summary>
-public sealed class TransactionOverviewReader(ServiceDatabases databases)
+/// <param name="reasonKind">Maps a free-text abort reason to its kind; the silo passes the telemetry's
+/// classification, so the console and the metrics' <c>reason</c> attribute use the same names.</param>
+public sealed class TransactionOverviewReader(ServiceDatabases databases, Func<string?, string> reasonKind)
 {
     /// <summary>Most decisions of the window read; a busier window is summarised from its newest ones (<see cref="TransactionOverview.Truncated"/>).</summary>
     public const int MaxDecisions = 20_000;
@@ -82,27 +84,13 @@ public sealed class TransactionOverviewReader(ServiceDatabases databases)
             Math.Round(committed / seconds, 3),
             Math.Round(aborted / seconds, 3),
             decided.Where(r => r.Decision == Decision.Abort)
-                .GroupBy(r => ReasonKind(r.AbortReason))
+                .GroupBy(r => reasonKind(r.AbortReason))
                 .Select(g => new AbortReasonCount(g.Key, g.Count()))
                 .OrderByDescending(g => g.Count).ThenBy(g => g.Reason, StringComparer.Ordinal)
                 .ToList(),
             Latency(decided.Where(r => !r.PresumedAbort && r.DecidedAt is not null).Select(r => (r.DecidedAt!.Value - r.StartedAt).TotalSeconds)),
             Latency(decided.Where(r => !r.PresumedAbort && r.DecidedAt is not null && r.CompletedAt is not null).Select(r => (r.CompletedAt!.Value - r.DecidedAt!.Value).TotalSeconds)),
             truncated);
-    }
-
-    /// <summary>
-    /// The kind of an abort reason, without the ids and numbers that make each one unique:
-    /// "inventory/SKU-1 voted no: insufficient stock: requested 5, available 2" is "insufficient stock".
-    /// </summary>
-    public static string ReasonKind(string? reason)
-    {
-        if (string.IsNullOrWhiteSpace(reason)) return "unknown";
-        const string votedNo = " voted no: ";
-        var at = reason.IndexOf(votedNo, StringComparison.Ordinal);
-        var text = at >= 0 ? reason[(at + votedNo.Length)..] : reason;
-        var colon = text.IndexOf(':');
-        return (colon >= 0 ? text[..colon] : text).Trim();
     }
 
     private static PhaseLatency Latency(IEnumerable<double> seconds)

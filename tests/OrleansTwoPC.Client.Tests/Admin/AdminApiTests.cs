@@ -151,14 +151,14 @@ public sealed class AdminApiTests(PostgresFixture postgres, ITestOutputHelper lo
             Assert.Equal(OrderStatus.Aborted, (await Place(Order(unknown, 1))).Status);
 
             await NothingInFlight(http);
-            // The overview: decisions of the window by outcome and reason kind, phase latencies, nothing in doubt.
+            // The overview: decisions of the window by outcome and reason (the metrics' reason names), phase latencies, nothing in doubt.
             var overview = await http.GetAsync("/api/overview?minutes=5");
             Assert.True(overview.Status == HttpStatusCode.OK, overview.ToString());
             Assert.Equal(5, overview.Body.GetProperty("committed").GetInt32());
             Assert.Equal(2, overview.Body.GetProperty("aborted").GetInt32());
             Assert.Equal(0, overview.Body.GetProperty("inDoubt").GetInt32());
             var reasons = overview.Body.GetProperty("abortsByReason").EnumerateArray().ToDictionary(r => r.GetProperty("reason").GetString()!, r => r.GetProperty("count").GetInt32());
-            Assert.Equal(new Dictionary<string, int> { ["insufficient stock"] = 1, ["heuristic abort by an operator"] = 1 }, reasons);
+            Assert.Equal(new Dictionary<string, int> { ["insufficient_stock"] = 1, ["heuristic"] = 1 }, reasons);
             // The presumed (heuristic) abort never prepared: only the six real transactions have phase latencies.
             var prepare = overview.Body.GetProperty("prepare");
             Assert.Equal(6, prepare.GetProperty("count").GetInt32());

@@ -53,15 +53,6 @@ public sealed class TransactionQueryTests
         Assert.Contains("must be before", Assert.Throws<FormatException>(() => TransactionQuery.Parse(null, "1m", "2m", null, null, null, Now)).Message);
     }
 
-    [Theory]
-    [InlineData("inventory/SKU-1 voted no: insufficient stock: requested 5, available 2", "insufficient stock")]
-    [InlineData("payment/acct-9 voted no: insufficient funds: requested 500, available 0", "insufficient funds")]
-    [InlineData("heuristic abort by an operator: coordinator lost (by alice)", "heuristic abort by an operator")]
-    [InlineData("prepare timed out", "prepare timed out")]
-    [InlineData(null, "unknown")]
-    public void Abort_reasons_are_grouped_by_kind_without_ids_or_numbers(string? reason, string kind) =>
-        Assert.Equal(kind, TransactionOverviewReader.ReasonKind(reason));
-
     private static bool Accepts(Func<bool> parse)
     {
         try
