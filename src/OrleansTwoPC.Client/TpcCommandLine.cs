@@ -12,9 +12,10 @@ public static class TpcCommandLine
 {
     private const string Overview =
         "tpc: console for the OrleansTwoPC transaction manager (orders, stock, balances, recovery, invariant check).\n" +
-        "Configuration: appsettings.json beside tpc, the environment (ConnectionStrings__PostgresServer=...), or\n" +
-        "--Section:Key=Value anywhere on the command line. Databases: ConnectionStrings:Coordinator (check: also\n" +
-        ":Inventory, :Payments, :Shipping), or ConnectionStrings:PostgresServer with TwoPC:DatabasePrefix (default twopc).\n" +
+        "Configuration: appsettings.json beside tpc, a profile ($TPC_PROFILE, else ~/.config/tpc/appsettings.json), the\n" +
+        "environment (ConnectionStrings__PostgresServer=...), or --Section:Key=Value anywhere on the command line.\n" +
+        "Databases: ConnectionStrings:Coordinator (check, list: also :Inventory, :Payments, :Shipping), or\n" +
+        "ConnectionStrings:PostgresServer with TwoPC:DatabasePrefix (default twopc).\n" +
         "Cluster: TwoPC:ClusterId (default twopc), TwoPC:ServiceId (default OrleansTwoPC), TwoPC:Client:ConnectTimeout\n" +
         "(default 00:00:10), TwoPC:Client:ResponseTimeout (00:00:30), TwoPC:Client:LogLevel (None).\n" +
         "Exit codes: 0 ok, 1 failed (order not committed, unknown transaction, invariant violated), 2 usage or connection error.";
