@@ -22,6 +22,18 @@ public sealed class TransactionListReader(ServiceDatabases databases)
     private const string StatusSql =
         "CASE WHEN j->>'CompletedAt' IS NULL THEN 'in-flight' WHEN j->>'Decision' = 'Commit' THEN 'committed' ELSE 'aborted' END";
 
+    // Byte patterns of the compact JSON the silo writes (as in StoredStateReader): cheap filters that spare
+    // the JSON parse of rows that cannot match; the parsed conditions stay the exact ones.
+    private const string CommitBytes = "position('\"Decision\":\"Commit\"'::bytea IN payloadbinary) > 0";
+    private const string AbortBytes = "position('\"Decision\":\"Abort\"'::bytea IN payloadbinary) > 0";
+    private const string NotCompletedBytes = "position('\"CompletedAt\":null'::bytea IN payloadbinary) > 0";
+
+    /// <summary>
+    /// A record is last written (its <c>modifiedon</c>, the database's clock) after it started (the silo's clock),
+    /// so a start-time lower bound is also one on <c>modifiedon</c>, less this much for clock skew between them.
+    /// </summary>
+    public static readonly TimeSpan ClockSkewMargin = TimeSpan.FromMinutes(10);
+
     private readonly StoredStateReader _states = new(databases);
 
     public async Task<TransactionPage> ListAsync(TransactionQuery query, CancellationToken cancellationToken = default)
@@ -66,12 +78,20 @@ public sealed class TransactionListReader(ServiceDatabases databases)
 
     private async Task<(long Total, List<TransactionSummary> Rows)> DecidedAsync(TransactionQuery query, int take, CancellationToken cancellationToken)
     {
-        var where = "graintypestring = @state AND payloadbinary IS NOT NULL AND grainidextensionstring <> ''";
+        var where = "graintypestring = @state AND payloadbinary IS NOT NULL AND grainidextensionstring <> ''" +
+                    (query.Status switch
+                    {
+                        TransactionStatus.Committed => $" AND {CommitBytes} AND NOT {NotCompletedBytes}",
+                        TransactionStatus.Aborted => $" AND {AbortBytes} AND NOT {NotCompletedBytes}",
+                        TransactionStatus.InFlight => $" AND {NotCompletedBytes}",
+                        _ => "",
+                    }) +
+                    (query.Since is not null ? " AND modifiedon >= @modifiedSince" : "") +
+                    (query.OrderId is not null ? " AND grainidextensionstring = @key" : "");
         var filter = "j->>'Decision' IN ('Commit', 'Abort')" +
                      (query.Status is { } s ? $" AND {StatusSql} = @status" : "") +
                      (query.Since is not null ? " AND (j->>'StartedAt')::timestamptz >= @since" : "") +
-                     (query.Until is not null ? " AND (j->>'StartedAt')::timestamptz < @until" : "") +
-                     (query.OrderId is not null ? " AND grainidextensionstring = @key" : "");
+                     (query.Until is not null ? " AND (j->>'StartedAt')::timestamptz < @until" : "");
         var sql = "SELECT grainidextensionstring, payloadbinary, count(*) OVER () FROM " +
                   $"(SELECT grainidextensionstring, payloadbinary, convert_from(payloadbinary, 'UTF8')::jsonb AS j FROM orleansstorage WHERE {where}) r " +
                   $"WHERE {filter} ORDER BY (j->>'StartedAt')::timestamptz DESC, grainidextensionstring LIMIT @take";
@@ -81,7 +101,12 @@ public sealed class TransactionListReader(ServiceDatabases databases)
         command.Parameters.AddWithValue("state", StateNames.Coordinator);
         command.Parameters.AddWithValue("take", take);
         if (query.Status is { } status) command.Parameters.AddWithValue("status", TransactionStatuses.Name(status));
-        if (query.Since is { } from) command.Parameters.AddWithValue("since", from.UtcDateTime);
+        if (query.Since is { } from)
+        {
+            command.Parameters.AddWithValue("since", from.UtcDateTime);
+            command.Parameters.AddWithValue("modifiedSince", (from - ClockSkewMargin).UtcDateTime);
+        }
+
         if (query.Until is { } to) command.Parameters.AddWithValue("until", to.UtcDateTime);
         if (query.OrderId is { } order) command.Parameters.AddWithValue("key", StoredGrainKey.Encode(TransactionIdOf(order)));
 

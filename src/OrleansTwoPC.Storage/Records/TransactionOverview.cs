@@ -49,12 +49,14 @@ public sealed class TransactionOverviewReader(ServiceDatabases databases, Func<s
             await connection.OpenAsync(cancellationToken);
             await using (var command = new NpgsqlCommand(
                              "SELECT payloadbinary FROM (SELECT payloadbinary, convert_from(payloadbinary, 'UTF8')::jsonb AS j FROM orleansstorage " +
-                             "WHERE graintypestring = @state AND payloadbinary IS NOT NULL AND grainidextensionstring <> '') r " +
+                             "WHERE graintypestring = @state AND payloadbinary IS NOT NULL AND grainidextensionstring <> '' AND modifiedon >= @modifiedSince) r " +
                              "WHERE j->>'Decision' IN ('Commit', 'Abort') AND (j->>'DecidedAt')::timestamptz >= @since " +
                              "ORDER BY (j->>'DecidedAt')::timestamptz DESC LIMIT @take", connection))
             {
                 command.Parameters.AddWithValue("state", StateNames.Coordinator);
                 command.Parameters.AddWithValue("since", since.UtcDateTime);
+                // Decided before its last write: only rows written in the window (less clock skew) can count.
+                command.Parameters.AddWithValue("modifiedSince", (since - TransactionListReader.ClockSkewMargin).UtcDateTime);
                 command.Parameters.AddWithValue("take", MaxDecisions + 1);
                 await using var reader = await command.ExecuteReaderAsync(cancellationToken);
                 while (await reader.ReadAsync(cancellationToken))

@@ -36,7 +36,7 @@ public sealed class AdminApiTests(PostgresFixture postgres, ITestOutputHelper lo
         try
         {
             await http.WaitUpAsync(TimeSpan.FromSeconds(30));
-            Assert.Contains($"Operator console: http://127.0.0.1:{port}/", silo.Output);
+            Assert.True(await AdminHttp.OutputShowsAsync(() => silo.Output, $"Operator console: http://127.0.0.1:{port}/", TimeSpan.FromSeconds(10)), silo.Output);
             await using var client = await LibraryClient.ConnectAsync(silo);
             var grains = client.Grains;
             var run = Guid.NewGuid().ToString("N")[..8];

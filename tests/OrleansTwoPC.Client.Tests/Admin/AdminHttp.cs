@@ -39,6 +39,14 @@ public sealed class AdminHttp(int port, string? token = null) : IDisposable
         }
     }
 
+    /// <summary>Waits until a process's output (read asynchronously) shows <paramref name="text"/>; true if it did.</summary>
+    public static async Task<bool> OutputShowsAsync(Func<string> output, string text, TimeSpan timeout)
+    {
+        for (var deadline = DateTime.UtcNow + timeout; DateTime.UtcNow < deadline; await Task.Delay(100))
+            if (output().Contains(text, StringComparison.Ordinal)) return true;
+        return output().Contains(text, StringComparison.Ordinal);
+    }
+
     public Task<AdminReply> GetAsync(string path) => SendAsync(new HttpRequestMessage(HttpMethod.Get, path));
 
     public Task<AdminReply> PostAsync(string path, string? json = null) => SendAsync(new HttpRequestMessage(HttpMethod.Post, path)
