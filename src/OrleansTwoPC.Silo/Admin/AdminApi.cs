@@ -49,7 +49,6 @@ public static class AdminApi
         api.MapPost("/transactions/{id}/recover", RecoverAsync);
         api.MapPost("/recover", RecoverAllAsync);
         api.MapPost("/transactions/{id}/abort", AbortAsync);
-        api.MapFallback(() => Error(StatusCodes.Status404NotFound, "no such admin API endpoint (see docs/operations.md)"));
     }
 
     /// <summary>
@@ -63,7 +62,7 @@ public static class AdminApi
         if (!settings.RequiresToken)
         {
             context.Items[CallerItem] = remote;
-            await next(context);
+            await NextWithJsonErrors(context, next);
             return;
         }
 
@@ -88,7 +87,22 @@ public static class AdminApi
         }
 
         context.Items[CallerItem] = $"{name} ({remote})";
+        await NextWithJsonErrors(context, next);
+    }
+
+    /// <summary>Errors the framework answers with an empty body (no such route, wrong method) become JSON too.</summary>
+    private static async Task NextWithJsonErrors(HttpContext context, RequestDelegate next)
+    {
         await next(context);
+        if (context.Response.HasStarted || context.Response.StatusCode < 400 || context.Response.ContentLength > 0 || context.Response.ContentType is not null)
+            return;
+        var request = $"{context.Request.Method} {context.Request.Path}";
+        await Error(context.Response.StatusCode, context.Response.StatusCode switch
+        {
+            StatusCodes.Status404NotFound => $"{request}: no such page or endpoint on the operator console (see docs/operations.md)",
+            StatusCodes.Status405MethodNotAllowed => $"{request}: method not allowed here",
+            var status => $"{request}: HTTP {status}",
+        }).ExecuteAsync(context);
     }
 
     private static bool SameSecret(string expected, string presented) =>

@@ -115,6 +115,14 @@ public sealed class AdminApiTests(PostgresFixture postgres, ITestOutputHelper lo
                 Assert.Contains(expected, bad.Error);
             }
 
+            // What the console does not serve is a JSON error too.
+            var noRoute = await http.GetAsync("/api/nothing-here");
+            Assert.True(noRoute.Status == HttpStatusCode.NotFound, noRoute.ToString());
+            Assert.Contains("GET /api/nothing-here: no such page or endpoint", noRoute.Error);
+            var wrongMethod = await http.GetAsync("/api/recover");
+            Assert.True(wrongMethod.Status == HttpStatusCode.MethodNotAllowed, wrongMethod.ToString());
+            Assert.Contains("method not allowed", wrongMethod.Error);
+
             // Timeline of one transaction; 404 for an unknown one, 400 for a bad id.
             var timeline = await http.GetAsync($"/api/transactions/{committed[0]}");
             Assert.True(timeline.Status == HttpStatusCode.OK, timeline.ToString());
