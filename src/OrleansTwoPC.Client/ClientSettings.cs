@@ -7,9 +7,9 @@ using OrleansTwoPC.Storage;
 namespace OrleansTwoPC.Client;
 
 /// <summary>
-/// The client's configuration, read like the silo's: <c>appsettings.json</c> beside the executable, then
-/// the environment (<c>ConnectionStrings__PostgresServer</c>, <c>TwoPC__ClusterId</c>), then
-/// <c>--Section:Key=Value</c> arguments (anything of that shape is configuration, not a command option).
+/// The client's configuration, read like the silo's: <c>appsettings.json</c> beside the executable, then the
+/// user's profile (<see cref="ProfilePath"/>), then the environment (<c>ConnectionStrings__PostgresServer</c>,
+/// <c>TwoPC__ClusterId</c>), then <c>--Section:Key=Value</c> arguments (anything of that shape is configuration, not a command option).
 /// The client never starts an embedded PostgreSQL and never creates databases or applies the schema.
 /// </summary>
 public sealed class ClientSettings
@@ -54,18 +54,42 @@ public sealed class ClientSettings
         return equals > 2 && argument.AsSpan(2, equals - 2).Contains(':');
     }
 
-    /// <summary>Builds the configuration from the three sources; returns it and the arguments left for the command line.</summary>
+    /// <summary>Names the profile file instead of the default one.</summary>
+    public const string ProfileVariable = "TPC_PROFILE";
+
+    /// <summary>
+    /// The user's profile: a JSON file like <c>appsettings.json</c> (e.g. <c>{"ConnectionStrings": {"PostgresServer": "..."}}</c>)
+    /// so the connection is not repeated on every call: <c>$TPC_PROFILE</c>, else
+    /// <c>$XDG_CONFIG_HOME/tpc/appsettings.json</c> (<c>~/.config/tpc/appsettings.json</c>). Optional.
+    /// </summary>
+    public static string? ProfilePath()
+    {
+        if (NonBlank(Environment.GetEnvironmentVariable(ProfileVariable)) is { } named) return Path.GetFullPath(named);
+        var config = NonBlank(Environment.GetEnvironmentVariable("XDG_CONFIG_HOME"))
+                     ?? (NonBlank(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile)) is { } home ? Path.Combine(home, ".config") : null);
+        return config is null ? null : Path.Combine(config, "tpc", "appsettings.json");
+    }
+
+    /// <summary>Builds the configuration from the four sources; returns it and the arguments left for the command line.</summary>
     public static (ClientSettings Settings, string[] CommandArguments) Load(IReadOnlyList<string> arguments, string? baseDirectory = null)
     {
         var settings = arguments.Where(IsConfigurationArgument).ToArray();
         var rest = arguments.Where(a => !IsConfigurationArgument(a)).ToArray();
-        var configuration = new ConfigurationBuilder()
+        IConfigurationBuilder configuration = new ConfigurationBuilder()
             .SetBasePath(baseDirectory ?? AppContext.BaseDirectory)
-            .AddJsonFile("appsettings.json", optional: true, reloadOnChange: false)
+            .AddJsonFile("appsettings.json", optional: true, reloadOnChange: false);
+        if (ProfilePath() is { } profile)
+        {
+            // A profile named by TPC_PROFILE must exist: a typo would otherwise silently reach another database.
+            var named = NonBlank(Environment.GetEnvironmentVariable(ProfileVariable)) is not null;
+            if (named && !File.Exists(profile)) throw new IOException($"{ProfileVariable} names {profile}, which does not exist");
+            configuration = configuration.AddJsonFile(profile, optional: !named, reloadOnChange: false);
+        }
+
+        configuration = configuration
             .AddEnvironmentVariables()
-            .AddCommandLine(settings)
-            .Build();
-        return (new ClientSettings(configuration), rest);
+            .AddCommandLine(settings);
+        return (new ClientSettings(configuration.Build()), rest);
     }
 
     /// <summary>The coordinator database (it holds the cluster's membership table).</summary>

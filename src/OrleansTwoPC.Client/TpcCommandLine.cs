@@ -3,6 +3,7 @@ using System.CommandLine.Parsing;
 using System.Globalization;
 using OrleansTwoPC.Client.Commands;
 using OrleansTwoPC.Storage.Checking;
+using OrleansTwoPC.Storage.Records;
 
 namespace OrleansTwoPC.Client;
 
@@ -11,9 +12,10 @@ public static class TpcCommandLine
 {
     private const string Overview =
         "tpc: console for the OrleansTwoPC transaction manager (orders, stock, balances, recovery, invariant check).\n" +
-        "Configuration: appsettings.json beside tpc, the environment (ConnectionStrings__PostgresServer=...), or\n" +
-        "--Section:Key=Value anywhere on the command line. Databases: ConnectionStrings:Coordinator (check: also\n" +
-        ":Inventory, :Payments, :Shipping), or ConnectionStrings:PostgresServer with TwoPC:DatabasePrefix (default twopc).\n" +
+        "Configuration: appsettings.json beside tpc, a profile ($TPC_PROFILE, else ~/.config/tpc/appsettings.json), the\n" +
+        "environment (ConnectionStrings__PostgresServer=...), or --Section:Key=Value anywhere on the command line.\n" +
+        "Databases: ConnectionStrings:Coordinator (check, list: also :Inventory, :Payments, :Shipping), or\n" +
+        "ConnectionStrings:PostgresServer with TwoPC:DatabasePrefix (default twopc).\n" +
         "Cluster: TwoPC:ClusterId (default twopc), TwoPC:ServiceId (default OrleansTwoPC), TwoPC:Client:ConnectTimeout\n" +
         "(default 00:00:10), TwoPC:Client:ResponseTimeout (00:00:30), TwoPC:Client:LogLevel (None).\n" +
         "Exit codes: 0 ok, 1 failed (order not committed, unknown transaction, invariant violated), 2 usage or connection error.";
@@ -185,6 +187,71 @@ public static class TpcCommandLine
         var inDoubt = new Command("in-doubt", "List unfinished transactions: id, state, decision, age, participants and their votes") { inDoubtJson };
         Action(inDoubt, (p, c) => ClusterCommands.InDoubtAsync(c, p.GetValue(inDoubtJson)));
         root.Subcommands.Add(inDoubt);
+
+        // ---- list ----------------------------------------------------------------------------------
+        var listStatus = new Option<string>("--status")
+        {
+            Description = $"Only this status: {string.Join(", ", TransactionStatuses.Names)} (default: all)",
+            HelpName = "STATUS",
+        };
+        listStatus.Validators.Add(r =>
+        {
+            if (r.Tokens.Count > 0 && !TransactionStatuses.TryParse(r.Tokens[0].Value, out _))
+                r.AddError($"--status must be one of {string.Join(", ", TransactionStatuses.Names)}, not '{r.Tokens[0].Value}'");
+        });
+        var listSince = new Option<string>("--since") { Description = "Started at or after: an ISO 8601 time with offset (2026-11-30T04:00:00Z) or an age (90s, 15m, 2h, 1d)", HelpName = "TIME" };
+        var listUntil = new Option<string>("--until") { Description = "Started before (same forms as --since)", HelpName = "TIME" };
+        foreach (var (option, field) in new[] { (listSince, "--since"), (listUntil, "--until") })
+        {
+            option.Validators.Add(r =>
+            {
+                if (r.Tokens.Count == 0) return;
+                try
+                {
+                    TransactionQuery.ParseTime(r.Tokens[0].Value, field, DateTimeOffset.UtcNow);
+                }
+                catch (FormatException ex)
+                {
+                    r.AddError(ex.Message);
+                }
+            });
+        }
+
+        var listOrder = new Option<string>("--order") { Description = "Only this order id (or transaction id)", HelpName = "ID" };
+        listOrder.Validators.Add(r => AddIdError(r, "order id"));
+        var listLimit = new Option<int>("--limit")
+        {
+            Description = $"At most this many (1..{TransactionQuery.MaxLimit})",
+            HelpName = "N",
+            DefaultValueFactory = _ => TransactionQuery.DefaultLimit,
+            CustomParser = WholeNumber(1, TransactionQuery.MaxLimit),
+        };
+        var listOffset = new Option<int>("--offset") { Description = "Skip this many first (paging)", HelpName = "N", CustomParser = WholeNumber(0, TransactionQuery.MaxOffset) };
+        var listJson = Json();
+        var list = new Command("list",
+            "List transactions newest first, read straight from PostgreSQL (no cluster needed; the admin API's query).\n" +
+            "Statuses: committed and aborted (every participant acknowledged), in-doubt (prepared somewhere, no durable\n" +
+            "decision), in-flight (decided, phase two not acknowledged by all). Exit 2 when the databases cannot be read.")
+        {
+            listStatus, listSince, listUntil, listOrder, listLimit, listOffset, listJson,
+        };
+        Action(list, (p, c) =>
+        {
+            TransactionQuery query;
+            try
+            {
+                query = TransactionQuery.Parse(p.GetValue(listStatus), p.GetValue(listSince), p.GetValue(listUntil), p.GetValue(listOrder),
+                    p.GetValue(listOffset).ToString(CultureInfo.InvariantCulture), p.GetValue(listLimit).ToString(CultureInfo.InvariantCulture), DateTimeOffset.UtcNow);
+            }
+            catch (FormatException ex)
+            {
+                // Only what the options' validators cannot see alone (--since not before --until).
+                throw CliException.Usage(ex.Message);
+            }
+
+            return ListCommand.RunAsync(c, query, p.GetValue(listJson));
+        });
+        root.Subcommands.Add(list);
 
         // ---- tx ------------------------------------------------------------------------------------
         var txId = TransactionArgument();

@@ -4,6 +4,7 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Orleans.Configuration;
 using OrleansTwoPC.Grains.Placement;
+using OrleansTwoPC.Silo.Admin;
 using OrleansTwoPC.Silo.Demo;
 using OrleansTwoPC.Silo.Hosting;
 using OrleansTwoPC.Storage;
@@ -26,6 +27,7 @@ if (command is "help" || args.Any(a => a is "-h" or "--help"))
     Console.WriteLine("configuration: appsettings.json, environment (ConnectionStrings__PostgresServer=...), --ConnectionStrings:PostgresServer=...");
     Console.WriteLine("  --TwoPC:Roles=all|coordinator,inventory,payment,shipping   services this silo hosts (default all)");
     Console.WriteLine("  --TwoPC:Dashboard:Enabled=true [--TwoPC:Dashboard:Port=8080 --TwoPC:Dashboard:Host=127.0.0.1]   Orleans Dashboard");
+    Console.WriteLine("  --TwoPC:Admin:Enabled=true [--TwoPC:Admin:Port=8081 --TwoPC:Admin:Host=127.0.0.1 --TwoPC:Admin:Tokens:NAME=SECRET]   operator console and HTTP admin API");
     return 0;
 }
 if (command is not ("demo" or "serve" or "cluster-demo"))
@@ -37,8 +39,17 @@ if (command == "cluster-demo")
     return await RunClusterDemoAsync(settings);
 
 // appsettings.json is read from beside the executable, so the command works from any directory.
-// With the Orleans Dashboard on, the silo runs inside an ASP.NET Core host that serves it.
-var builder = SiloHostBuilder.Create(settings);
+// With the Orleans Dashboard or the operator console on, the silo runs inside an ASP.NET Core host that serves them.
+IHostApplicationBuilder builder;
+try
+{
+    builder = SiloHostBuilder.Create(settings);
+}
+catch (SiloStartupException ex)
+{
+    Console.Error.WriteLine($"error: {ex.Message}");
+    return 1;
+}
 Log.Logger = LoggingSetup.Configure(new LoggerConfiguration(), builder.Configuration).CreateLogger();
 builder.Services.AddSerilog();
 using var cancel = new CancellationTokenSource();
@@ -87,6 +98,8 @@ try
         Console.WriteLine($"Silo running with roles: {ServiceRoles.Normalize(builder.Configuration[ServiceRoles.ConfigurationKey])}");
         if (SiloHostBuilder.DashboardUrl(builder.Configuration) is { } dashboard)
             Console.WriteLine($"Orleans Dashboard: {dashboard}");
+        if (AdminSettings.FromConfiguration(builder.Configuration) is { } admin)
+            Console.WriteLine($"Operator console: {admin.Url}/ (API {admin.Url}/api/transactions{(admin.RequiresToken ? "; bearer token required" : "")})");
         Console.WriteLine("Silo running; Ctrl+C or SIGTERM stops it gracefully");
         // The host's console lifetime turns SIGTERM and Ctrl+C into a graceful stop.
         await host.WaitForShutdownAsync(CancellationToken.None);

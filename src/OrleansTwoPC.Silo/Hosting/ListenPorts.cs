@@ -16,7 +16,7 @@ public sealed record ListenEndpoint(string Name, string Setting, IPEndPoint EndP
 
 /// <summary>
 /// The silo's listening endpoints from configuration (<c>TwoPC:AdvertisedIp</c>, <c>TwoPC:SiloPort</c>,
-/// <c>TwoPC:GatewayPort</c>, the dashboard's), each checked with a clear error.
+/// <c>TwoPC:GatewayPort</c>, the dashboard's, the admin console's), each checked with a clear error.
 /// </summary>
 public sealed record SiloEndpoints(IPAddress AdvertisedIp, int SiloPort, int GatewayPort, IReadOnlyList<ListenEndpoint> Listeners)
 {
@@ -38,18 +38,22 @@ public sealed record SiloEndpoints(IPAddress AdvertisedIp, int SiloPort, int Gat
             new("silo", "TwoPC:SiloPort", new IPEndPoint(ip, siloPort)),
             new("gateway", "TwoPC:GatewayPort", new IPEndPoint(ip, gatewayPort)),
         };
-        if (SiloHostBuilder.DashboardUrl(configuration) is { } url)
+        foreach (var (name, setting, url) in new[]
+                 {
+                     ("dashboard", $"{SiloHostBuilder.DashboardSection}:Port", SiloHostBuilder.DashboardUrl(configuration)),
+                     ("admin", $"{Admin.AdminSettings.Section}:Port", Admin.AdminSettings.FromConfiguration(configuration)?.Url),
+                 })
         {
+            if (url is null) continue;
             var uri = new Uri(url);
-            var setting = $"{SiloHostBuilder.DashboardSection}:Port";
             if (uri.IsLoopback && !IPAddress.TryParse(uri.DnsSafeHost, out _))
             {
-                listeners.Add(new("dashboard", setting, new IPEndPoint(IPAddress.Loopback, uri.Port)));
-                listeners.Add(new("dashboard", setting, new IPEndPoint(IPAddress.IPv6Loopback, uri.Port), Optional: true));
+                listeners.Add(new(name, setting, new IPEndPoint(IPAddress.Loopback, uri.Port)));
+                listeners.Add(new(name, setting, new IPEndPoint(IPAddress.IPv6Loopback, uri.Port), Optional: true));
             }
             else
             {
-                listeners.Add(new("dashboard", setting, new IPEndPoint(IPAddress.Parse(uri.DnsSafeHost), uri.Port)));
+                listeners.Add(new(name, setting, new IPEndPoint(IPAddress.Parse(uri.DnsSafeHost), uri.Port)));
             }
         }
 
@@ -80,7 +84,7 @@ public sealed record SiloEndpoints(IPAddress AdvertisedIp, int SiloPort, int Gat
 /// the first, the kernel handing each part of the other's connections, without an error. The probes here bind exclusively (no reuse option, dual-stack
 /// where the real listener is), so they fail on any socket bound to a conflicting address. The silo and
 /// gateway probes are held until just before Orleans binds (<see cref="Release"/>), so two silos starting
-/// together cannot both pass the check; the dashboard's is released at once (Kestrel binds exclusively itself).
+/// together cannot both pass the check; the dashboard's and the admin console's are released at once (Kestrel binds exclusively itself).
 /// </summary>
 public sealed class PortReservation : IDisposable
 {
@@ -97,7 +101,7 @@ public sealed class PortReservation : IDisposable
             foreach (var endpoint in endpoints)
             {
                 if (Probe(endpoint) is not { } socket) continue;
-                if (endpoint.Name == "dashboard") socket.Dispose();
+                if (endpoint.Name is "dashboard" or "admin") socket.Dispose();
                 else held.Add(socket);
             }
 

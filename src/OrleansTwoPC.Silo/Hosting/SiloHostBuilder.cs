@@ -4,13 +4,19 @@ using Microsoft.AspNetCore.Hosting;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Hosting;
 using Orleans.Dashboard;
+using Microsoft.Extensions.DependencyInjection;
+using OpenTelemetry;
+using OpenTelemetry.Metrics;
+using OrleansTwoPC.Grains.Telemetry;
+using OrleansTwoPC.Silo.Admin;
 
 namespace OrleansTwoPC.Silo.Hosting;
 
 /// <summary>
 /// Builds the silo's host. Without the dashboard it is a plain generic host; with
 /// <c>TwoPC:Dashboard:Enabled=true</c> it is an ASP.NET Core host that also serves the Orleans Dashboard,
-/// bound to loopback unless <c>TwoPC:Dashboard:Host</c> says otherwise.
+/// bound to loopback unless <c>TwoPC:Dashboard:Host</c> says otherwise. With <c>TwoPC:Admin:Enabled=true</c> the
+/// same web host serves the operator console (<see cref="AdminApi"/>) on its own port; either needs no other.
 /// </summary>
 public static class SiloHostBuilder
 {
@@ -25,11 +31,20 @@ public static class SiloHostBuilder
             .AddEnvironmentVariables()
             .AddCommandLine(args)
             .Build();
-        if (DashboardUrl(probe) is not { } url)
+        var prometheus = AdminSettings.PrometheusEnabled(probe);
+        var urls = new[] { DashboardUrl(probe), AdminSettings.FromConfiguration(probe)?.Url }.OfType<string>().ToArray();
+        if (urls.Length == 0)
             return Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { Args = args, ContentRootPath = AppContext.BaseDirectory });
 
         var web = WebApplication.CreateBuilder(new WebApplicationOptions { Args = args, ContentRootPath = AppContext.BaseDirectory });
-        web.WebHost.UseUrls(url);
+        web.WebHost.UseUrls(urls);
+        if (prometheus)
+        {
+            // Joins the console/OTLP pipeline when one is configured too: one meter provider, several readers.
+            web.Services.AddOpenTelemetry().WithMetrics(m => m.AddMeter(TwoPcTelemetry.MeterName).AddPrometheusExporter());
+            web.Services.AddHostedService<InDoubtGauges>();
+        }
+
         return web;
     }
 
@@ -55,7 +70,7 @@ public static class SiloHostBuilder
 
     public static void AddDashboardIfEnabled(ISiloBuilder silo, IHostApplicationBuilder builder)
     {
-        if (builder is WebApplicationBuilder) silo.AddDashboard();
+        if (DashboardUrl(builder.Configuration) is not null) silo.AddDashboard();
     }
 
     public static IHost Build(IHostApplicationBuilder builder)
@@ -64,7 +79,16 @@ public static class SiloHostBuilder
         {
             case WebApplicationBuilder web:
                 var app = web.Build();
-                app.MapOrleansDashboard();
+                var admin = AdminSettings.FromConfiguration(app.Configuration);
+                if (DashboardUrl(app.Configuration) is { } dashboard)
+                {
+                    var mapped = app.MapOrleansDashboard();
+                    // The console has its own port: the dashboard answers only on its own.
+                    if (admin is not null) mapped.RequireHost($"*:{new Uri(dashboard).Port}");
+                }
+
+                if (admin is not null) app.MapAdmin(admin);
+                if (AdminSettings.PrometheusEnabled(app.Configuration)) app.MapPrometheusScrapingEndpoint().RequireHost($"*:{admin!.Port}");
                 return app;
             case HostApplicationBuilder plain:
                 return plain.Build();
