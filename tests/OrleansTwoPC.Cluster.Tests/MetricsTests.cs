@@ -73,24 +73,32 @@ public sealed class MetricsTests(TwoPcClusterFixture fixture) : ClusterTestBase(
         // Counters are recorded before the coordinator replies, so they are complete now.
         meterListener.RecordObservableInstruments();
         var seen = measurements.ToList();
-        double Sum(string instrument, string? reason = null) => seen
-            .Where(m => m.Instrument == instrument && (reason is null || Equals(m.Tags.GetValueOrDefault(TwoPcTelemetry.ReasonTag), reason)))
+        double Sum(string instrument, string? outcome = null, string? reason = null) => seen
+            .Where(m => m.Instrument == instrument
+                        && (outcome is null || Equals(m.Tags.GetValueOrDefault(TwoPcTelemetry.OutcomeTag), outcome))
+                        && (reason is null || Equals(m.Tags.GetValueOrDefault(TwoPcTelemetry.ReasonTag), reason)))
             .Sum(m => m.Value);
         int Count(string instrument) => seen.Count(m => m.Instrument == instrument);
 
         var decided = committed + stockAborts + fundsAborts;
         Assert.Equal(decided, Sum("twopc.transactions.started"));
-        Assert.Equal(committed, Sum("twopc.transactions.committed"));
-        Assert.Equal(stockAborts, Sum("twopc.transactions.aborted", TwoPcTelemetry.ReasonInsufficientStock));
-        Assert.Equal(fundsAborts, Sum("twopc.transactions.aborted", TwoPcTelemetry.ReasonInsufficientFunds));
-        Assert.Equal(stockAborts + fundsAborts,
-            Sum("twopc.transactions.aborted", TwoPcTelemetry.ReasonInsufficientStock) + Sum("twopc.transactions.aborted", TwoPcTelemetry.ReasonInsufficientFunds));
-        Assert.All(seen.Where(m => m.Instrument == "twopc.transactions.aborted"), m => Assert.True(m.Tags.ContainsKey(TwoPcTelemetry.ReasonTag)));
-        Assert.Equal(1, Sum("twopc.transactions.rejected"));
-        Assert.Equal(0, Sum("twopc.transactions.in_doubt"));
-        Assert.Equal(decided, Count("twopc.phase.prepare.duration"));
-        Assert.Equal(decided, Count("twopc.phase.decision_write.duration"));
+        Assert.Equal(committed, Sum("twopc.transactions", TwoPcTelemetry.OutcomeCommitted));
+        Assert.Equal(stockAborts, Sum("twopc.transactions", TwoPcTelemetry.OutcomeAborted, TwoPcTelemetry.ReasonInsufficientStock));
+        Assert.Equal(fundsAborts, Sum("twopc.transactions", TwoPcTelemetry.OutcomeAborted, TwoPcTelemetry.ReasonInsufficientFunds));
+        Assert.Equal(stockAborts + fundsAborts, Sum("twopc.transactions", TwoPcTelemetry.OutcomeAborted));
+        // Every measurement of the one counter names its outcome; only aborts carry a reason.
+        Assert.All(seen.Where(m => m.Instrument == "twopc.transactions"), m =>
+        {
+            Assert.True(m.Tags.ContainsKey(TwoPcTelemetry.OutcomeTag));
+            Assert.Equal(Equals(m.Tags[TwoPcTelemetry.OutcomeTag], TwoPcTelemetry.OutcomeAborted), m.Tags.ContainsKey(TwoPcTelemetry.ReasonTag));
+        });
+        Assert.Equal(1, Sum("twopc.transactions", TwoPcTelemetry.OutcomeRejected));
+        Assert.Equal(0, Sum("twopc.transactions", TwoPcTelemetry.OutcomeInDoubt));
+        Assert.Equal(decided, Count("twopc.prepare.duration"));
+        Assert.Equal(decided, Count("twopc.decision_write.duration"));
         Assert.Equal(decided, Count("twopc.transaction.duration"));
+        // Durations are in seconds: an order here takes milliseconds, far under a second and above zero.
+        Assert.All(seen.Where(m => m.Instrument.EndsWith(".duration", StringComparison.Ordinal)), m => Assert.InRange(m.Value, 0, 5));
         Assert.All(seen.Where(m => m.Instrument.EndsWith(".duration", StringComparison.Ordinal)), m => Assert.True(m.Value >= 0));
 
         // One trace per transaction: coordinator spans and, propagated across grain calls, the participants' prepares.

@@ -109,12 +109,12 @@ public sealed class TransactionCoordinatorGrain : Grain, ITransactionCoordinator
         catch (OrderValidationException ex)
         {
             _logger.LogWarning("Order rejected {TransactionId}: {Reason}", TransactionId, ex.Message);
-            TwoPcTelemetry.Rejected.Add(1);
+            TwoPcTelemetry.RecordRejected();
             return OrderOutcome.Rejected(order?.OrderId ?? "", ex.Message);
         }
         if (plan.TransactionId != TransactionId)
         {
-            TwoPcTelemetry.Rejected.Add(1);
+            TwoPcTelemetry.RecordRejected();
             return OrderOutcome.Rejected(order.OrderId, $"order {order.OrderId} belongs to coordinator {plan.TransactionId}, not {TransactionId}");
         }
 
@@ -134,7 +134,7 @@ public sealed class TransactionCoordinatorGrain : Grain, ITransactionCoordinator
         if (await UnknownResources(participants) is { } unknown)
         {
             _logger.LogWarning("Order rejected {TransactionId}: {Reason}", TransactionId, unknown);
-            TwoPcTelemetry.Rejected.Add(1);
+            TwoPcTelemetry.RecordRejected();
             return OrderOutcome.Rejected(order.OrderId, unknown);
         }
         _plan = plan;
@@ -155,7 +155,7 @@ public sealed class TransactionCoordinatorGrain : Grain, ITransactionCoordinator
             }
             // Counted here, not at Begin: a rejected order never started a transaction.
             TwoPcTelemetry.Started.Add(1);
-            TwoPcTelemetry.PrepareDuration.Record(TwoPcTelemetry.ElapsedMs(prepareStarted));
+            TwoPcTelemetry.PrepareDuration.Record(TwoPcTelemetry.ElapsedSeconds(prepareStarted));
         }
 
         var decision = actions.OfType<PersistDecision>().Single().Decision;
@@ -169,26 +169,26 @@ public sealed class TransactionCoordinatorGrain : Grain, ITransactionCoordinator
             {
                 _state.State = _machine.Record;
                 await _state.WriteStateAsync();
-                TwoPcTelemetry.DecisionWriteDuration.Record(TwoPcTelemetry.ElapsedMs(writeStarted));
+                TwoPcTelemetry.DecisionWriteDuration.Record(TwoPcTelemetry.ElapsedSeconds(writeStarted));
             }
             catch (Exception ex)
             {
-                TwoPcTelemetry.DecisionWriteDuration.Record(TwoPcTelemetry.ElapsedMs(writeStarted));
-                TwoPcTelemetry.InDoubt.Add(1);
-                TwoPcTelemetry.TransactionDuration.Record(TwoPcTelemetry.ElapsedMs(begun));
+                TwoPcTelemetry.DecisionWriteDuration.Record(TwoPcTelemetry.ElapsedSeconds(writeStarted));
+                TwoPcTelemetry.RecordInDoubt();
+                TwoPcTelemetry.TransactionDuration.Record(TwoPcTelemetry.ElapsedSeconds(begun));
                 decisionActivity?.SetStatus(ActivityStatusCode.Error, ex.Message);
                 return DecisionWriteFailed(order, plan, decision, ex);
             }
         }
         _logger.LogInformation("Decision {Decision} written {TransactionId} {AbortReason}", decision, TransactionId, _machine.Record.AbortReason);
-        if (decision == Decision.Commit) TwoPcTelemetry.Committed.Add(1);
+        if (decision == Decision.Commit) TwoPcTelemetry.RecordCommitted();
         else TwoPcTelemetry.RecordAborted(_machine.Record.AbortReason);
 
         var afterDecision = _machine.OnDecisionPersisted();
         var reply = afterDecision.OfType<ReplyToClient>().Single();
         await _crashes.Check(CrashPoint.CoordinatorAfterDecisionBeforePhaseTwo, TransactionId);
         Execute(afterDecision);
-        TwoPcTelemetry.TransactionDuration.Record(TwoPcTelemetry.ElapsedMs(begun));
+        TwoPcTelemetry.TransactionDuration.Record(TwoPcTelemetry.ElapsedSeconds(begun));
         return ToOrderOutcome(reply.Outcome, plan);
     }
 
@@ -213,7 +213,7 @@ public sealed class TransactionCoordinatorGrain : Grain, ITransactionCoordinator
     {
         _plan = null;
         _logger.LogWarning("Order rejected {TransactionId}: {Reason}", TransactionId, rejection.Reason);
-        TwoPcTelemetry.Rejected.Add(1);
+        TwoPcTelemetry.RecordRejected();
         var rollbacks = Task.WhenAll(rejection.RollBack.Select(async participant =>
         {
             try
@@ -304,7 +304,7 @@ public sealed class TransactionCoordinatorGrain : Grain, ITransactionCoordinator
         catch (Exception ex)
         {
             _machine.OnDecisionPersistFailed();
-            TwoPcTelemetry.InDoubt.Add(1);
+            TwoPcTelemetry.RecordInDoubt();
             _logger.LogError(ex, "Abort record write failed {TransactionId}; it will be reloaded", TransactionId);
             return false;
         }
@@ -497,7 +497,7 @@ public sealed class TransactionCoordinatorGrain : Grain, ITransactionCoordinator
         if (record.Fingerprint != plan.Fingerprint)
         {
             _logger.LogWarning("Order rejected {TransactionId}: resubmitted with different content", TransactionId);
-            TwoPcTelemetry.Rejected.Add(1);
+            TwoPcTelemetry.RecordRejected();
             return OrderOutcome.Rejected(plan.Order.OrderId, $"order id {plan.Order.OrderId} was already used for an order with different content");
         }
         _logger.LogInformation("Resubmission {TransactionId}: returning the recorded outcome {Decision}", TransactionId, record.Decision);

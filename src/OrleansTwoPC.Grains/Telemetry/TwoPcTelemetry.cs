@@ -20,13 +20,20 @@ public static class TwoPcTelemetry
     public const string PhaseTwoActivity = "twopc.phase2";
     public const string ParticipantPrepareActivity = "twopc.participant.prepare";
 
-    // Tag names.
+    // Attribute names, namespaced as OpenTelemetry's conventions ask.
     public const string TransactionTag = "twopc.transaction_id";
-    public const string ReasonTag = "reason";
-    public const string DecisionTag = "decision";
+    public const string OutcomeTag = "twopc.outcome";
+    public const string ReasonTag = "twopc.abort.reason";
+    public const string DecisionTag = "twopc.decision";
     public const string ParticipantTag = "twopc.participant";
 
-    // Abort reasons (values of the "reason" tag).
+    // Values of the outcome attribute of the transactions counter.
+    public const string OutcomeCommitted = "committed";
+    public const string OutcomeAborted = "aborted";
+    public const string OutcomeInDoubt = "in_doubt";
+    public const string OutcomeRejected = "rejected";
+
+    // Abort reasons (values of the "twopc.abort.reason" attribute).
     public const string ReasonInsufficientStock = "insufficient_stock";
     public const string ReasonInsufficientFunds = "insufficient_funds";
     public const string ReasonPrepareTimeout = "prepare_timeout";
@@ -39,23 +46,33 @@ public static class TwoPcTelemetry
     public static readonly Meter Meter = new(MeterName);
     public static readonly ActivitySource ActivitySource = new(ActivitySourceName);
 
-    public static readonly Counter<long> Started = Meter.CreateCounter<long>("twopc.transactions.started", description: "Transactions that completed phase one (every vote in or the prepare deadline passed), whatever the decision; rejected orders are not counted");
-    public static readonly Counter<long> Committed = Meter.CreateCounter<long>("twopc.transactions.committed", description: "Transactions whose commit decision was made durable");
-    public static readonly Counter<long> Aborted = Meter.CreateCounter<long>("twopc.transactions.aborted", description: "Transactions whose abort decision was made durable, by reason");
-    public static readonly Counter<long> InDoubt = Meter.CreateCounter<long>("twopc.transactions.in_doubt", description: "Decision writes that failed (outcome in doubt until recovery)");
-    public static readonly Counter<long> Rejected = Meter.CreateCounter<long>("twopc.transactions.rejected", description: "Orders rejected without a decision: invalid, conflicting resubmission (before any prepare), or naming an unknown SKU or account (after the prepares, which are rolled back)");
-    public static readonly Counter<long> PhaseTwoRetries = Meter.CreateCounter<long>("twopc.phase2.retries", description: "Failed phase-two deliveries that will be retried");
-    public static readonly Counter<long> RecoveryRuns = Meter.CreateCounter<long>("twopc.recovery.runs", description: "Recovery sweeps run");
-    public static readonly Counter<long> RecoveryResolved = Meter.CreateCounter<long>("twopc.recovery.resolved", description: "In-doubt participant transactions settled by recovery");
+    // Buckets for durations in seconds, from a fast single-database order (a few ms) to a prepare timeout.
+    private static readonly InstrumentAdvice<double> SecondsBuckets = new()
+    {
+        HistogramBucketBoundaries = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    };
 
-    public static readonly Histogram<double> PrepareDuration = Meter.CreateHistogram<double>("twopc.phase.prepare.duration", unit: "ms", description: "Phase one: from the first prepare to the decision");
-    public static readonly Histogram<double> DecisionWriteDuration = Meter.CreateHistogram<double>("twopc.phase.decision_write.duration", unit: "ms", description: "Durable write of the decision record");
-    public static readonly Histogram<double> TransactionDuration = Meter.CreateHistogram<double>("twopc.transaction.duration", unit: "ms", description: "From begin to the reply to the client");
+    public static readonly Counter<long> Started = Meter.CreateCounter<long>("twopc.transactions.started", unit: "{transaction}", description: "Transactions that completed phase one (every vote in or the prepare deadline passed), whatever the decision; rejected orders are not counted");
+    public static readonly Counter<long> Transactions = Meter.CreateCounter<long>("twopc.transactions", unit: "{transaction}", description: "Orders by how they ended for the caller, attribute twopc.outcome: committed or aborted (decision durable; aborts with twopc.abort.reason), in_doubt (the decision write failed; recovery finishes it) or rejected (invalid, a conflicting resubmission, or an unknown SKU or account: no transaction started)");
+    public static readonly Counter<long> PhaseTwoRetries = Meter.CreateCounter<long>("twopc.phase2.retries", unit: "{delivery}", description: "Failed phase-two deliveries that will be retried");
+    public static readonly Counter<long> RecoveryRuns = Meter.CreateCounter<long>("twopc.recovery.runs", unit: "{sweep}", description: "Recovery sweeps run");
+    public static readonly Counter<long> RecoveryResolved = Meter.CreateCounter<long>("twopc.recovery.resolved", unit: "{transaction}", description: "In-doubt participant transactions settled by recovery");
+
+    public static readonly Histogram<double> PrepareDuration = Meter.CreateHistogram("twopc.prepare.duration", unit: "s", description: "Phase one: from the first prepare to the decision", tags: null, advice: SecondsBuckets);
+    public static readonly Histogram<double> DecisionWriteDuration = Meter.CreateHistogram("twopc.decision_write.duration", unit: "s", description: "Durable write of the decision record", tags: null, advice: SecondsBuckets);
+    public static readonly Histogram<double> TransactionDuration = Meter.CreateHistogram("twopc.transaction.duration", unit: "s", description: "From begin to the reply to the client", tags: null, advice: SecondsBuckets);
+
+    public static void RecordCommitted() => Transactions.Add(1, new KeyValuePair<string, object?>(OutcomeTag, OutcomeCommitted));
+
+    public static void RecordInDoubt() => Transactions.Add(1, new KeyValuePair<string, object?>(OutcomeTag, OutcomeInDoubt));
+
+    public static void RecordRejected() => Transactions.Add(1, new KeyValuePair<string, object?>(OutcomeTag, OutcomeRejected));
 
     /// <summary>Records a durable abort with its reason category.</summary>
     public static void RecordAborted(string? abortReason)
     {
-        if (Aborted.Enabled) Aborted.Add(1, new KeyValuePair<string, object?>(ReasonTag, ClassifyAbortReason(abortReason)));
+        if (Transactions.Enabled)
+            Transactions.Add(1, new KeyValuePair<string, object?>(OutcomeTag, OutcomeAborted), new KeyValuePair<string, object?>(ReasonTag, ClassifyAbortReason(abortReason)));
     }
 
     /// <summary>Maps the coordinator's free-text abort reason to a small, bounded set of tag values.</summary>
@@ -72,6 +89,6 @@ public static class TwoPcTelemetry
         return ReasonOther;
     }
 
-    /// <summary>Milliseconds since a <see cref="Stopwatch.GetTimestamp"/> value.</summary>
-    public static double ElapsedMs(long startTimestamp) => Stopwatch.GetElapsedTime(startTimestamp).TotalMilliseconds;
+    /// <summary>Seconds since a <see cref="Stopwatch.GetTimestamp"/> value (durations are recorded in seconds).</summary>
+    public static double ElapsedSeconds(long startTimestamp) => Stopwatch.GetElapsedTime(startTimestamp).TotalSeconds;
 }

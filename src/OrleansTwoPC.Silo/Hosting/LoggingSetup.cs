@@ -15,6 +15,8 @@ public static class LoggingSetup
         logger
             .MinimumLevel.Debug()
             .MinimumLevel.Override("Orleans", orleansLevel)
+            // Orleans' placement pipeline logs every Polly attempt at Information: Orleans' level applies.
+            .MinimumLevel.Override("Polly", orleansLevel)
             .MinimumLevel.Override("Microsoft", LogEventLevel.Warning)
             .Enrich.FromLogContext()
             .WriteTo.Console(restrictedToMinimumLevel: consoleLevel,

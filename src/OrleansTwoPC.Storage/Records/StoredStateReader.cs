@@ -81,7 +81,25 @@ public sealed class StoredStateReader(ServiceDatabases databases)
         return result;
     }
 
+    /// <summary>
+    /// Reads once more, on fresh connections, when the first attempt failed on a broken connection: after a
+    /// database restart every idle pooled connection is dead, and only using one finds out. Reads are
+    /// idempotent, so the retry is safe.
+    /// </summary>
     private static async Task<IReadOnlyList<StoredState<T>>> ReadAsync<T>(string connectionString, string stateName, string? filter, string? key, CancellationToken cancellationToken, string? mentions = null)
+    {
+        try
+        {
+            return await ReadOnceAsync<T>(connectionString, stateName, filter, key, cancellationToken, mentions);
+        }
+        catch (NpgsqlException ex) when (ex.IsTransient && !cancellationToken.IsCancellationRequested)
+        {
+            using (var pooled = new NpgsqlConnection(connectionString)) NpgsqlConnection.ClearPool(pooled);
+            return await ReadOnceAsync<T>(connectionString, stateName, filter, key, cancellationToken, mentions);
+        }
+    }
+
+    private static async Task<IReadOnlyList<StoredState<T>>> ReadOnceAsync<T>(string connectionString, string stateName, string? filter, string? key, CancellationToken cancellationToken, string? mentions)
     {
         // Rows with an empty extension string were keyed by a number under the old key mapping (see
         // StoredGrainKey): their key is lost and possibly shared, so they belong to no id and are left out.

@@ -60,8 +60,12 @@ public sealed class PrometheusTests(PostgresFixture postgres, ITestOutputHelper 
                 await Sql(databases.Coordinator, "DROP TRIGGER refuse_decision ON orleansstorage; DROP FUNCTION refuse_decision()");
             }
 
-            var scrape = await ScrapeUntil(http, text => Value(text, "twopc_in_doubt_count") == 1 && Value(text, "twopc_transactions_committed_total") == 3);
-            Assert.Equal(1, Value(scrape, "twopc_transactions_aborted_total", "reason=\"insufficient_stock\""));
+            var scrape = await ScrapeUntil(http, text => Value(text, "twopc_in_doubt_count") == 1 && Value(text, "twopc_transactions_total", "twopc_outcome=\"committed\"") == 3);
+            // One counter with an outcome attribute; aborts also name their reason; durations in seconds.
+            Assert.Equal(1, Value(scrape, "twopc_transactions_total", "twopc_abort_reason=\"insufficient_stock\""));
+            Assert.Equal(1, Value(scrape, "twopc_transactions_total", "twopc_outcome=\"in_doubt\""));
+            Assert.InRange(Value(scrape, "twopc_transaction_duration_seconds_sum") ?? -1, 0.0001, 30);
+            Assert.Contains("# TYPE twopc_transaction_duration_seconds histogram", scrape);
             Assert.True(Value(scrape, "twopc_in_doubt_oldest_age_seconds") >= 0, scrape);
             Assert.Contains("# TYPE twopc_in_doubt_count gauge", scrape);
             log.WriteLine(string.Join('\n', scrape.Split('\n').Where(l => l.Contains("twopc_", StringComparison.Ordinal) && !l.Contains("_bucket", StringComparison.Ordinal))));
