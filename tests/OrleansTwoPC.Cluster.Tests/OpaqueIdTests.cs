@@ -63,6 +63,8 @@ public sealed class OpaqueIdTests(OpaqueIdClusterFixture fixture, ITestOutputHel
             }
             var outcomes = await Task.WhenAll(family.Select((id, i) => Place(new OrderRequest(id, [new OrderLine(id, i + 1, 10)], id, $"address of {id}"))));
             foreach (var outcome in outcomes) Assert.True(outcome.Status == OrderStatus.Committed, $"{outcome.OrderId}: {outcome.Status} {outcome.Reason}");
+            // The answer comes once the decision is durable; the stock changes with phase two.
+            foreach (var id in family) await WaitCompleted(id);
             for (var i = 0; i < family.Length; i++)
             {
                 var id = family[i];

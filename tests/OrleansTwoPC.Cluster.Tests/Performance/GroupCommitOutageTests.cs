@@ -22,7 +22,8 @@ public sealed class GroupCommitOutageTests(OutageClusterFixture fixture, ITestOu
         const long initialStock = 10_000;
         var sku = await NewSku(initialStock);
         var accounts = new[] { await NewAccount(100_000_000), await NewAccount(100_000_000), await NewAccount(100_000_000), await NewAccount(100_000_000) };
-        var orders = Enumerable.Range(0, 300).Select(i => Order(accounts[i % accounts.Length], (sku, 1 + i % 2, 100))).ToList();
+        // Enough orders that the stream still runs when the stop (about a second of pg_ctl) has taken effect.
+        var orders = Enumerable.Range(0, 1200).Select(i => Order(accounts[i % accounts.Length], (sku, 1 + i % 2, 100))).ToList();
 
         var results = new OrderResult[orders.Count];
         var outageResults = new List<OrderResult>();
@@ -40,7 +41,7 @@ public sealed class GroupCommitOutageTests(OutageClusterFixture fixture, ITestOu
             }
         }).ToList();
 
-        while (Volatile.Read(ref next) < orders.Count / 3) await Task.Delay(10);
+        while (Volatile.Read(ref next) < 100) await Task.Delay(10);
         await fixture.Server.StopAsync();
         Volatile.Write(ref stopped, true);
         output.WriteLine($"PostgreSQL stopped at {clock.Elapsed.TotalSeconds:0.0} s after {next} orders");
