@@ -45,6 +45,10 @@ public enum PlantedBug
     AcknowledgeBeforeOutcomeIsDurable = 1 << 7,
     /// <summary>The participant machine is given a negative retention: tombstones go before their retention ends.</summary>
     TombstonePrunedBeforeRetention = 1 << 8,
+    /// <summary>A vote reaches whichever activation is current, not the one whose prepare it answers. The core's
+    /// OnVote does not name the attempt, so only the host's call binding keeps an old attempt's yes from
+    /// committing a new attempt that nobody prepared.</summary>
+    VoteReachesANewerActivation = 1 << 9,
 }
 
 /// <summary>A broken property; the explorer adds the shortest trace that leads to it.</summary>

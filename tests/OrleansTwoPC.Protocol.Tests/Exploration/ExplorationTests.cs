@@ -72,6 +72,7 @@ public sealed class PlantedBugExplorationTests(ITestOutputHelper output)
         PlantedBug.LatePrepareAcceptedAfterRollback,
         PlantedBug.AcknowledgeBeforeOutcomeIsDurable,
         PlantedBug.TombstonePrunedBeforeRetention,
+        PlantedBug.VoteReachesANewerActivation,
     };
 
     [Theory]
@@ -83,6 +84,7 @@ public sealed class PlantedBugExplorationTests(ITestOutputHelper output)
         {
             PlantedBug.VoteYesBeforePrepareIsDurable or PlantedBug.ForgetPrepareOnRestart => new FaultBudgets(0, 1, 0, 0, 0, 0, 0),
             PlantedBug.PresumedCommit => new FaultBudgets(1, 0, 0, 0, 0, 0, 0),
+            PlantedBug.VoteReachesANewerActivation => new FaultBudgets(1, 0, 0, 0, 0, 1, 0),
             PlantedBug.LatePrepareAcceptedAfterRollback or PlantedBug.TombstonePrunedBeforeRetention => new FaultBudgets(0, 0, 0, 1, 0, 0, 0),
             _ => new FaultBudgets(0, 0, 0, 0, 0, 0, 0),
         };
