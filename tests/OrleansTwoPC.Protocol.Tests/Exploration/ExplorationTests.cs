@@ -30,7 +30,9 @@ public sealed class ExplorationTests(ITestOutputHelper output)
         var result = Explorer.Run(scope);
         Report(scope, result);
         Assert.True(result.Violation is null, result.Violation);
-        Assert.True(result.SettledStates > 0, "no settled state was reached: the exploration did not run the protocol");
+        // Worth something only if both outcomes were reached.
+        Assert.True(result.SettledOutcomes.Committed > 0, "no settled state with a commit: the exploration never committed");
+        Assert.True(result.SettledOutcomes.Aborted > 0, "no settled state with an abort: the exploration never aborted");
     }
 
     [Fact]
@@ -51,7 +53,8 @@ internal static class ExplorationReport
     public static void Write(ITestOutputHelper output, ExplorationScope scope, ExplorationResult result)
     {
         output.WriteLine($"{scope.Name}; budgets: {scope.Budgets}");
-        output.WriteLine($"{result.States} states, {result.Transitions} transitions, depth {result.Depth}, {result.SettledStates} settled, {result.Elapsed.TotalSeconds:0.0} s");
+        output.WriteLine($"{result.States} states, {result.Transitions} transitions, depth {result.Depth}, {result.SettledStates} settled " +
+                         $"({result.SettledOutcomes.Committed} with a commit, {result.SettledOutcomes.Aborted} with an abort), {result.Elapsed.TotalSeconds:0.0} s");
         if (result.Violation is null) return;
         output.WriteLine($"violation: {result.Violation}");
         output.WriteLine("shortest trace:");

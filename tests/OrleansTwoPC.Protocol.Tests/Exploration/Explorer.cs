@@ -25,7 +25,11 @@ public sealed record ExplorationResult(
     int SettledStates,
     TimeSpan Elapsed,
     string? Violation,
-    IReadOnlyList<string> Trace);
+    IReadOnlyList<string> Trace)
+{
+    /// <summary>Settled states in which some transaction is durably committed, and in which some is durably aborted.</summary>
+    public (int Committed, int Aborted) SettledOutcomes { get; init; }
+}
 
 /// <summary>
 /// Exhaustive breadth-first exploration of the real <see cref="Coordinator.CoordinatorMachine"/> and
@@ -62,6 +66,7 @@ public static class Explorer
         var fairFrom = new List<int>();
         var fairTo = new List<int>();
         var settled = new List<int>();
+        int committedSettled = 0, abortedSettled = 0;
         var queue = new Queue<(int Id, World World)>();
         queue.Enqueue((0, initial));
         long transitions = 0;
@@ -96,7 +101,12 @@ public static class Explorer
                     via.Add(ev);
                     depth.Add(depth[id] + 1);
                     queue.Enqueue((nextId, next));
-                    if (next.Settled()) settled.Add(nextId);
+                    if (next.Settled())
+                    {
+                        settled.Add(nextId);
+                        if (next.Coordinators.Any(c => c.Durable?.Decision == Decision.Commit)) committedSettled++;
+                        if (next.Coordinators.Any(c => c.Durable?.Decision == Decision.Abort)) abortedSettled++;
+                    }
                 }
                 if (!ev.IsFault)
                 {
@@ -118,7 +128,10 @@ public static class Explorer
             return new ExplorationResult(ids.Count, transitions, depth.Max(), settled.Count, clock.Elapsed,
                 "termination: a reachable state from which no fault-free continuation resolves every participant", trace);
         }
-        return new ExplorationResult(ids.Count, transitions, depth.Max(), settled.Count, clock.Elapsed, null, Array.Empty<string>());
+        return new ExplorationResult(ids.Count, transitions, depth.Max(), settled.Count, clock.Elapsed, null, Array.Empty<string>())
+        {
+            SettledOutcomes = (committedSettled, abortedSettled),
+        };
 
         int FirstStuck(int count, List<int> from, List<int> to)
         {
