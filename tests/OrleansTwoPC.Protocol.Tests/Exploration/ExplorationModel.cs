@@ -1,0 +1,357 @@
+using System.Globalization;
+using System.Reflection;
+using System.Text;
+using OrleansTwoPC.Protocol.Coordinator;
+using OrleansTwoPC.Protocol.Participant;
+using OrleansTwoPC.Protocol.Resources;
+
+namespace OrleansTwoPC.Protocol.Tests.Exploration;
+
+/// <summary>How many faults of each kind one explored path may contain.</summary>
+public sealed record FaultBudgets(
+    int CoordinatorCrashes,
+    int ParticipantCrashes,
+    int Drops,
+    int Duplicates,
+    int WriteFailures,
+    int Resubmits,
+    int DuplicateActivations)
+{
+    public override string ToString() =>
+        $"coordinator crashes {CoordinatorCrashes}, participant crashes {ParticipantCrashes}, drops {Drops}, duplicates {Duplicates}, " +
+        $"write failures {WriteFailures}, resubmissions {Resubmits}, duplicate activations {DuplicateActivations}";
+}
+
+/// <summary>Broken hosts (or wrongly configured machines), each used only to prove that the explorer's checks bite.</summary>
+[Flags]
+public enum PlantedBug
+{
+    None = 0,
+    /// <summary>Phase two starts when the decision write starts, not when it succeeded (the simulation's first).</summary>
+    SendDecisionBeforeItIsDurable = 1 << 0,
+    /// <summary>A participant votes yes without writing its reservation (the simulation's second).</summary>
+    VoteYesBeforePrepareIsDurable = 1 << 1,
+    /// <summary>A participant commits or rolls back whatever attempt is prepared (the simulation's third).</summary>
+    IgnoreAttempts = 1 << 2,
+    /// <summary>The host tells the machine the decision is durable as soon as the write is issued.</summary>
+    DecisionNotForcedBeforePhaseTwo = 1 << 3,
+    /// <summary>A restarted participant reloads its record without its prepared transactions.</summary>
+    ForgetPrepareOnRestart = 1 << 4,
+    /// <summary>A coordinator with no record answers an inquiry with commit.</summary>
+    PresumedCommit = 1 << 5,
+    /// <summary>A participant drops its abort tombstone before a prepare, so a late prepare reserves again.</summary>
+    LatePrepareAcceptedAfterRollback = 1 << 6,
+    /// <summary>A participant acknowledges a decision without writing its outcome.</summary>
+    AcknowledgeBeforeOutcomeIsDurable = 1 << 7,
+    /// <summary>The participant machine is given a negative retention: tombstones go before their retention ends.</summary>
+    TombstonePrunedBeforeRetention = 1 << 8,
+    /// <summary>A vote reaches whichever activation is current, not the one whose prepare it answers. The core's
+    /// OnVote does not name the attempt, so only the host's call binding keeps an old attempt's yes from
+    /// committing a new attempt that nobody prepared.</summary>
+    VoteReachesANewerActivation = 1 << 9,
+}
+
+/// <summary>A broken property; the explorer adds the shortest trace that leads to it.</summary>
+public sealed class ExplorationViolation(string message) : Exception(message);
+
+public enum MessageKind { Prepare, Vote, Decision, Ack, Inquiry }
+
+/// <summary>A message in flight. <see cref="Duplicate"/> marks the traffic of a duplicate coordinator activation;
+/// a decision with <see cref="Attempt"/> 0 is the answer to an in-doubt inquiry.</summary>
+public sealed record ExMessage(
+    MessageKind Kind,
+    string Tx,
+    string Participant,
+    DateTimeOffset? Deadline = null,
+    Vote Vote = Vote.Yes,
+    string? Reason = null,
+    Decision Decision = Decision.None,
+    int Attempt = 0,
+    bool Duplicate = false,
+    int Activation = 0)
+{
+    /// <summary>The reason's words do not change what happens next; only an unknown resource does.</summary>
+    public string Key { get; } = $"{Kind}|{Tx}|{Participant}|{Deadline?.UtcTicks}|{Vote}|{Reason == Refusals.UnknownResource}|{Decision}|{Attempt}|{Duplicate}|{Activation}";
+
+    public string Describe(DateTimeOffset epoch) => Kind switch
+    {
+        MessageKind.Prepare => $"prepare {Tx} (deadline t={Ms(Deadline, epoch)}) to {Participant}{(Duplicate ? " from the duplicate activation" : "")}",
+        MessageKind.Vote => $"{Participant} votes {Vote.ToString().ToLowerInvariant()} on {Tx}{(Reason is null ? "" : $" ({Reason})")}{(Duplicate ? " to the duplicate activation" : "")}",
+        MessageKind.Decision when Attempt == 0 => $"inquiry answer {Decision.ToString().ToLowerInvariant()} for {Tx} to {Participant}",
+        MessageKind.Decision => $"{Decision.ToString().ToLowerInvariant()} {Tx} (attempt {Attempt}, deadline t={Ms(Deadline, epoch)}) to {Participant}",
+        MessageKind.Ack => $"{Participant} acknowledges {Tx}",
+        _ => $"{Participant} asks how {Tx} ended",
+    };
+
+    internal static string Ms(DateTimeOffset? time, DateTimeOffset epoch) =>
+        time is { } t ? ((t - epoch).TotalMilliseconds).ToString("0", CultureInfo.InvariantCulture) + "ms" : "none";
+}
+
+// ---------------------------------------------------------------- participants
+
+/// <summary>A participant grain as the explorer sees it: the live machine and the last durable record.</summary>
+internal abstract class ExParticipant(ParticipantId id)
+{
+    public ParticipantId Id { get; } = id;
+    public string Name { get; } = id.ToString();
+
+    public abstract ExParticipant Clone();
+    public abstract PrepareResult Prepare(string tx, DateTimeOffset deadline, DateTimeOffset now, PlantedBug bugs);
+    public abstract DecisionResult Apply(string tx, Decision decision, DateTimeOffset? deadline, bool inquiryAnswer, PlantedBug bugs, DateTimeOffset now);
+    public abstract void Persist();
+
+    /// <summary>Volatile state lost: the machine is rebuilt from the durable record.</summary>
+    public abstract void Restart(PlantedBug bugs);
+
+    public abstract IEnumerable<(string Tx, DateTimeOffset PreparedAt, DateTimeOffset Deadline)> LivePrepared { get; }
+    public abstract IEnumerable<(string Tx, DateTimeOffset Deadline)> DurablePrepared { get; }
+    public abstract IEnumerable<(string Tx, Decision Outcome, DateTimeOffset KeepUntil)> DurableDecided { get; }
+    public abstract ParticipantTransactionStatus DurableStatus(string tx);
+    public abstract void Check();
+    public abstract void AppendKey(StringBuilder key);
+    public abstract string Describe(DateTimeOffset epoch);
+}
+
+internal sealed class ExParticipant<TResource, TWork> : ExParticipant where TResource : new()
+{
+    private readonly IResourceRules<TResource, TWork> _rules;
+    private readonly Func<string, TWork> _workOf;
+    private readonly TimeSpan _retention;
+    private readonly Func<TResource, string> _resourceKey;
+    private readonly Func<TWork, string> _workKey;
+    private readonly Action<string, TResource, IReadOnlyCollection<TWork>> _check;
+    private ParticipantMachine<TResource, TWork> _machine;
+    private ParticipantRecord<TResource, TWork> _durable; // never mutated: replaced by a copy on every write
+
+    public ExParticipant(
+        ParticipantId id,
+        IResourceRules<TResource, TWork> rules,
+        TResource initial,
+        Func<string, TWork> workOf,
+        TimeSpan retention,
+        Func<TResource, string> resourceKey,
+        Func<TWork, string> workKey,
+        Action<string, TResource, IReadOnlyCollection<TWork>> check) : base(id)
+    {
+        _rules = rules;
+        _workOf = workOf;
+        _retention = retention;
+        _resourceKey = resourceKey;
+        _workKey = workKey;
+        _check = check;
+        _durable = new ParticipantRecord<TResource, TWork> { Resource = initial };
+        _machine = new ParticipantMachine<TResource, TWork>(rules, CopyOf(_durable), retention);
+    }
+
+    private ExParticipant(ExParticipant<TResource, TWork> other) : base(other.Id)
+    {
+        _rules = other._rules;
+        _workOf = other._workOf;
+        _retention = other._retention;
+        _resourceKey = other._resourceKey;
+        _workKey = other._workKey;
+        _check = other._check;
+        _durable = other._durable;
+        _machine = new ParticipantMachine<TResource, TWork>(_rules, other._machine.CopyRecord(), _retention);
+    }
+
+    public override ExParticipant Clone() => new ExParticipant<TResource, TWork>(this);
+
+    private ParticipantRecord<TResource, TWork> CopyOf(ParticipantRecord<TResource, TWork> record) =>
+        new ParticipantMachine<TResource, TWork>(_rules, record, _retention).CopyRecord();
+
+    public override PrepareResult Prepare(string tx, DateTimeOffset deadline, DateTimeOffset now, PlantedBug bugs)
+    {
+        if (bugs.HasFlag(PlantedBug.LatePrepareAcceptedAfterRollback)
+            && _machine.Record.Decided.TryGetValue(tx, out var decided) && decided.Outcome == Decision.Abort)
+            _machine.Record.Decided.Remove(tx);
+        return _machine.Prepare(tx, coordinator: tx, _workOf(tx), deadline, now);
+    }
+
+    public override DecisionResult Apply(string tx, Decision decision, DateTimeOffset? deadline, bool inquiryAnswer, PlantedBug bugs, DateTimeOffset now)
+    {
+        // Like ParticipantGrain: phase two calls Commit with the record's deadline, an inquiry answer Resolve.
+        if (bugs.HasFlag(PlantedBug.IgnoreAttempts)) return decision == Decision.Commit ? _machine.Commit(tx, now) : _machine.Rollback(tx, now);
+        if (inquiryAnswer) return _machine.Resolve(tx, decision, deadline, now);
+        return decision == Decision.Commit ? _machine.Commit(tx, now, deadline) : _machine.Rollback(tx, now);
+    }
+
+    public override void Persist() => _durable = _machine.CopyRecord();
+
+    public override void Restart(PlantedBug bugs)
+    {
+        var reloaded = CopyOf(_durable);
+        if (bugs.HasFlag(PlantedBug.ForgetPrepareOnRestart)) reloaded.Prepared.Clear();
+        _machine = new ParticipantMachine<TResource, TWork>(_rules, reloaded, _retention);
+    }
+
+    public override IEnumerable<(string Tx, DateTimeOffset PreparedAt, DateTimeOffset Deadline)> LivePrepared =>
+        _machine.Record.Prepared.Select(p => (p.Key, p.Value.PreparedAt, p.Value.Deadline));
+
+    public override IEnumerable<(string Tx, DateTimeOffset Deadline)> DurablePrepared => _durable.Prepared.Select(p => (p.Key, p.Value.Deadline));
+
+    public override IEnumerable<(string Tx, Decision Outcome, DateTimeOffset KeepUntil)> DurableDecided =>
+        _durable.Decided.Select(d => (d.Key, d.Value.Outcome, d.Value.KeepUntil));
+
+    public override ParticipantTransactionStatus DurableStatus(string tx)
+    {
+        if (_durable.Prepared.ContainsKey(tx)) return ParticipantTransactionStatus.Prepared;
+        if (_durable.Decided.TryGetValue(tx, out var d)) return d.Outcome == Decision.Commit ? ParticipantTransactionStatus.Committed : ParticipantTransactionStatus.Aborted;
+        return ParticipantTransactionStatus.Unknown;
+    }
+
+    public override void Check()
+    {
+        foreach (var (which, record) in new[] { ("live", _machine.Record), ("durable", _durable) })
+        {
+            foreach (var tx in record.Prepared.Keys)
+                if (record.Decided.ContainsKey(tx))
+                    throw new ExplorationViolation($"{Name} ({which}) holds {tx} both prepared and decided");
+            _check($"{Name} ({which})", record.Resource, record.Prepared.Values.Select(p => p.Work).ToList());
+        }
+    }
+
+    public override void AppendKey(StringBuilder key)
+    {
+        key.Append(Name).Append('{');
+        AppendRecord(key, _machine.Record);
+        key.Append("}{");
+        AppendRecord(key, _durable);
+        key.Append('}');
+    }
+
+    private void AppendRecord(StringBuilder key, ParticipantRecord<TResource, TWork> record)
+    {
+        key.Append(_resourceKey(record.Resource));
+        foreach (var (tx, p) in record.Prepared.OrderBy(p => p.Key, StringComparer.Ordinal))
+            key.Append("|P:").Append(tx).Append(',').Append(_workKey(p.Work)).Append(',').Append(p.Coordinator)
+                .Append(',').Append(p.PreparedAt.UtcTicks).Append(',').Append(p.Deadline.UtcTicks);
+        foreach (var (tx, d) in record.Decided.OrderBy(d => d.Key, StringComparer.Ordinal))
+            key.Append("|D:").Append(tx).Append(',').Append(d.Outcome).Append(',').Append(d.Deadline?.UtcTicks).Append(',').Append(d.KeepUntil.UtcTicks);
+    }
+
+    public override string Describe(DateTimeOffset epoch) =>
+        $"{Name}: {_resourceKey(_durable.Resource)}; durably prepared [{string.Join(",", _durable.Prepared.Keys)}]; durably decided [{string.Join(",", _durable.Decided.Select(d => $"{d.Key}={d.Value.Outcome}"))}]" +
+        $"; live prepared [{string.Join(",", _machine.Record.Prepared.Keys)}]";
+}
+
+// ---------------------------------------------------------------- coordinators
+
+/// <summary>The coordinator grain of one transaction: live machine, durable record, timers, the client, and the
+/// explorer's record of what was said about the transaction.</summary>
+internal sealed class ExCoordinator
+{
+    private static readonly MethodInfo PhaseSetter = typeof(CoordinatorMachine).GetProperty(nameof(CoordinatorMachine.Phase))!.GetSetMethod(nonPublic: true)!;
+    private static readonly MethodInfo RecordSetter = typeof(CoordinatorMachine).GetProperty(nameof(CoordinatorMachine.Record))!.GetSetMethod(nonPublic: true)!;
+
+    public required string Tx { get; init; }
+    public required IReadOnlyList<ParticipantId> Participants { get; init; }
+    public required CoordinatorMachine Machine { get; set; }
+    public CoordinatorRecord? Durable { get; set; } // never mutated: replaced by a copy on every write
+    public CoordinatorRecord? WriteInFlight { get; set; }
+    public bool WriteIsCompletion { get; set; }
+    public bool PrepareTimer { get; set; }
+    public SortedDictionary<string, int> Attempts { get; init; } = new(StringComparer.Ordinal);
+    public bool Submitted { get; set; }
+
+    /// <summary>Which activation this is: a vote is the reply to a prepare call and reaches only the activation that made it.</summary>
+    public int Activation { get; set; }
+    public bool ClientWaiting { get; set; }
+    public Decision ClientTold { get; set; }
+
+    /// <summary>An abort was given to a participant's inquiry: no commit may follow.</summary>
+    public bool AbortAnswered { get; set; }
+
+    /// <summary>Every prepare deadline (attempt) issued so far, by any activation.</summary>
+    public SortedSet<long> IssuedDeadlines { get; init; } = new();
+
+    public CoordinatorMachine? Duplicate { get; set; }
+    public bool DuplicateTimer { get; set; }
+
+    public ExCoordinator Clone() => new()
+    {
+        Tx = Tx,
+        Participants = Participants,
+        Machine = CloneMachine(Machine),
+        Durable = Durable,
+        WriteInFlight = WriteInFlight,
+        WriteIsCompletion = WriteIsCompletion,
+        PrepareTimer = PrepareTimer,
+        Attempts = new SortedDictionary<string, int>(Attempts, StringComparer.Ordinal),
+        Submitted = Submitted,
+        Activation = Activation,
+        ClientWaiting = ClientWaiting,
+        ClientTold = ClientTold,
+        AbortAnswered = AbortAnswered,
+        IssuedDeadlines = new SortedSet<long>(IssuedDeadlines),
+        Duplicate = Duplicate is null ? null : CloneMachine(Duplicate),
+        DuplicateTimer = DuplicateTimer,
+    };
+
+    /// <summary>
+    /// The machine has no public way to take a volatile phase (Preparing, Deciding, InDoubt, Completing) from
+    /// outside, and the explorer must copy machines in any phase, so the copy sets phase and record through
+    /// their private setters. Everything else about the machine is its own code.
+    /// </summary>
+    private static CoordinatorMachine CloneMachine(CoordinatorMachine machine)
+    {
+        var copy = new CoordinatorMachine(machine.TransactionId, Explorer.Options, null);
+        RecordSetter.Invoke(copy, new object[] { CopyRecord(machine.Record) });
+        PhaseSetter.Invoke(copy, new object[] { machine.Phase });
+        return copy;
+    }
+
+    public static CoordinatorRecord CopyRecord(CoordinatorRecord r) => new()
+    {
+        TransactionId = r.TransactionId,
+        Fingerprint = r.Fingerprint,
+        Decision = r.Decision,
+        Order = r.Order,
+        AbortReason = r.AbortReason,
+        Participants = r.Participants.Select(p => new ParticipantEntry
+        {
+            Participant = p.Participant,
+            Vote = p.Vote,
+            Reason = p.Reason,
+            Source = p.Source,
+            Acknowledged = p.Acknowledged,
+        }).ToList(),
+        StartedAt = r.StartedAt,
+        PrepareDeadline = r.PrepareDeadline,
+        DecidedAt = r.DecidedAt,
+        CompletedAt = r.CompletedAt,
+        PresumedAbort = r.PresumedAbort,
+        Heuristic = r.Heuristic,
+    };
+
+    public static void AppendRecord(StringBuilder key, CoordinatorRecord? r)
+    {
+        if (r is null) { key.Append("null"); return; }
+        // Times and reasons that no rule reads (when it was decided or completed, why it aborted) are left
+        // out: states that differ only in them behave alike from here on.
+        key.Append(r.Decision).Append(',').Append(r.StartedAt.UtcTicks).Append(',')
+            .Append(r.PrepareDeadline?.UtcTicks).Append(',').Append(r.CompletedAt is null)
+            .Append(',').Append(r.PresumedAbort).Append(',').Append(r.Heuristic);
+        foreach (var p in r.Participants)
+            key.Append('|').Append(p.Participant).Append(',').Append(p.Vote).Append(',').Append(p.Reason == Refusals.UnknownResource).Append(',').Append(p.Source).Append(',').Append(p.Acknowledged);
+    }
+
+    public void AppendKey(StringBuilder key)
+    {
+        key.Append(Tx).Append('{').Append(Machine.Phase).Append(':');
+        AppendRecord(key, Machine.Record);
+        key.Append("}{");
+        AppendRecord(key, Durable);
+        key.Append("}{");
+        AppendRecord(key, WriteInFlight);
+        key.Append(WriteIsCompletion).Append(PrepareTimer).Append(Submitted).Append(Activation).Append(ClientWaiting).Append(ClientTold).Append(AbortAnswered);
+        foreach (var (p, a) in Attempts) key.Append('|').Append(p).Append('=').Append(a);
+        foreach (var d in IssuedDeadlines) key.Append("|d").Append(d);
+        if (Duplicate is not null)
+        {
+            key.Append("|dup:").Append(Duplicate.Phase).Append(DuplicateTimer).Append(':');
+            AppendRecord(key, Duplicate.Record);
+        }
+        key.Append('}');
+    }
+}

@@ -1,0 +1,599 @@
+using System.Text;
+using OrleansTwoPC.Protocol.Coordinator;
+using OrleansTwoPC.Protocol.Participant;
+
+namespace OrleansTwoPC.Protocol.Tests.Exploration;
+
+public enum WriteOutcome { Written, FailedNotWritten, FailedButWritten }
+
+/// <summary>One step of the explored system. Faults draw on a budget; the others are what a fault-free run does.</summary>
+public abstract record ExEvent
+{
+    public virtual bool IsFault => false;
+}
+
+public sealed record SubmitOrder(string Tx) : ExEvent;
+public sealed record ResubmitOrder(string Tx) : ExEvent { public override bool IsFault => true; }
+public sealed record DeliverMessage(ExMessage Message) : ExEvent;
+public sealed record DeliverWithFailedWrite(ExMessage Message) : ExEvent { public override bool IsFault => true; }
+public sealed record DropMessage(ExMessage Message) : ExEvent { public override bool IsFault => true; }
+public sealed record DuplicateMessage(ExMessage Message) : ExEvent { public override bool IsFault => true; }
+public sealed record FirePrepareTimer(string Tx, bool OfDuplicate) : ExEvent;
+public sealed record FireRetryTimer(string Tx, string Participant) : ExEvent;
+public sealed record FinishWrite(string Tx, WriteOutcome Outcome) : ExEvent { public override bool IsFault => Outcome != WriteOutcome.Written; }
+public sealed record CrashCoordinator(string Tx, bool WriteLands) : ExEvent { public override bool IsFault => true; }
+public sealed record ReloadCoordinator(string Tx) : ExEvent;
+public sealed record RecoveryTick(string Tx) : ExEvent;
+public sealed record CrashParticipant(string Participant) : ExEvent { public override bool IsFault => true; }
+public sealed record FireInquiryTimer(string Participant, string Tx) : ExEvent;
+public sealed record AdvanceClock : ExEvent;
+public sealed record StartDuplicateActivation(string Tx) : ExEvent { public override bool IsFault => true; }
+
+/// <summary>
+/// One state of the explored system: every coordinator and participant (live machine, durable record),
+/// the messages in flight as a multiset, pending timers, the simulated clock, what is left of the fault
+/// budgets, and the history the properties need (outcomes that were ever durable, abort answers given).
+/// The hosts mirror the simulation's (and the grains'): a participant writes before it answers; a
+/// coordinator writes the decision before anybody hears it.
+/// </summary>
+internal sealed class World
+{
+    public required DateTimeOffset Now { get; set; }
+    public required PlantedBug Bugs { get; init; }
+
+    /// <summary>Whether the clock also visits the times at which tombstones expire.</summary>
+    public required bool TombstoneTime { get; init; }
+    public required int CoordinatorCrashes { get; set; }
+    public required int ParticipantCrashes { get; set; }
+    public required int Drops { get; set; }
+    public required int Duplicates { get; set; }
+    public required int WriteFailures { get; set; }
+    public required int Resubmits { get; set; }
+    public required int DuplicateActivations { get; set; }
+    public required List<ExCoordinator> Coordinators { get; init; }
+    public required List<ExParticipant> Participants { get; init; }
+
+    /// <summary>In flight, kept sorted by key so that equal multisets serialize equally.</summary>
+    public required List<ExMessage> Messages { get; init; }
+
+    /// <summary>Every outcome that reached a participant's disk, by "participant|tx".</summary>
+    public required SortedDictionary<string, Decision> DurableOutcomes { get; init; }
+
+    /// <summary>"participant|tx|deadline" of every attempt a participant had rolled back when it rolled back.</summary>
+    public required SortedSet<string> RolledBackAttempts { get; init; }
+
+    /// <summary>When set, every step says in words what happened (used to print a trace).</summary>
+    public List<string>? Notes { get; set; }
+
+    public World Clone() => new()
+    {
+        Now = Now,
+        Bugs = Bugs,
+        TombstoneTime = TombstoneTime,
+        CoordinatorCrashes = CoordinatorCrashes,
+        ParticipantCrashes = ParticipantCrashes,
+        Drops = Drops,
+        Duplicates = Duplicates,
+        WriteFailures = WriteFailures,
+        Resubmits = Resubmits,
+        DuplicateActivations = DuplicateActivations,
+        Coordinators = Coordinators.Select(c => c.Clone()).ToList(),
+        Participants = Participants.Select(p => p.Clone()).ToList(),
+        Messages = new List<ExMessage>(Messages),
+        DurableOutcomes = new SortedDictionary<string, Decision>(DurableOutcomes, StringComparer.Ordinal),
+        RolledBackAttempts = new SortedSet<string>(RolledBackAttempts, StringComparer.Ordinal),
+    };
+
+    private static DateTimeOffset Epoch => Explorer.Epoch;
+    private string T => ExMessage.Ms(Now, Epoch);
+
+    private ExCoordinator Coordinator(string tx) => Coordinators.First(c => c.Tx == tx);
+    private ExParticipant Participant(string name) => Participants.First(p => p.Name == name);
+
+    private void Note(string text) => Notes?.Add(text);
+
+    // ---------------------------------------------------------------- canonical form
+
+    public string Key()
+    {
+        var key = new StringBuilder(2048);
+        key.Append(Now.UtcTicks).Append('|').Append(CoordinatorCrashes).Append(ParticipantCrashes).Append(Drops).Append(Duplicates)
+            .Append(WriteFailures).Append(Resubmits).Append(DuplicateActivations).Append('\n');
+        foreach (var c in Coordinators) { c.AppendKey(key); key.Append('\n'); }
+        foreach (var p in Participants) { p.AppendKey(key); key.Append('\n'); }
+        foreach (var m in Messages) key.Append(m.Key).Append(';');
+        key.Append('\n');
+        foreach (var (k, v) in DurableOutcomes) key.Append(k).Append('=').Append(v).Append(';');
+        foreach (var k in RolledBackAttempts) key.Append(k).Append(';');
+        return key.ToString();
+    }
+
+    // ---------------------------------------------------------------- enabled events
+
+    public IEnumerable<ExEvent> Enabled()
+    {
+        foreach (var c in Coordinators)
+        {
+            if (!c.Submitted) yield return new SubmitOrder(c.Tx);
+            else if (Resubmits > 0 && c.Machine.Phase == CoordinatorPhase.Idle && !c.ClientWaiting) yield return new ResubmitOrder(c.Tx);
+            if (c.PrepareTimer && Now >= c.Machine.Record.PrepareDeadline) yield return new FirePrepareTimer(c.Tx, OfDuplicate: false);
+            if (c.Duplicate is not null && c.DuplicateTimer && Now >= c.Duplicate.Record.PrepareDeadline) yield return new FirePrepareTimer(c.Tx, OfDuplicate: true);
+            if (c.Machine.Phase == CoordinatorPhase.Decided)
+            {
+                foreach (var entry in c.Machine.Record.Participants.Where(e => !e.Acknowledged))
+                    if (!Messages.Any(m => m.Tx == c.Tx && m.Participant == entry.Participant && (m.Kind == MessageKind.Ack || m.Kind == MessageKind.Decision && m.Attempt > 0)))
+                        yield return new FireRetryTimer(c.Tx, entry.Participant); // the ack timeout fires only once the send or its ack is lost
+                if (c.Machine.Record.Participants.All(e => e.Acknowledged)) yield return new RecoveryTick(c.Tx);
+            }
+            if (c.WriteInFlight is not null)
+            {
+                yield return new FinishWrite(c.Tx, WriteOutcome.Written);
+                if (WriteFailures > 0)
+                {
+                    yield return new FinishWrite(c.Tx, WriteOutcome.FailedNotWritten);
+                    yield return new FinishWrite(c.Tx, WriteOutcome.FailedButWritten);
+                }
+            }
+            if (c.Machine.Phase == CoordinatorPhase.InDoubt) yield return new ReloadCoordinator(c.Tx);
+            if (CoordinatorCrashes > 0 && c.Submitted)
+            {
+                yield return new CrashCoordinator(c.Tx, WriteLands: false);
+                if (c.WriteInFlight is not null) yield return new CrashCoordinator(c.Tx, WriteLands: true);
+            }
+            if (DuplicateActivations > 0 && c.Duplicate is null && c.Durable is { } durable && Now > durable.StartedAt)
+                yield return new StartDuplicateActivation(c.Tx);
+        }
+        foreach (var p in Participants)
+        {
+            if (ParticipantCrashes > 0) yield return new CrashParticipant(p.Name);
+            foreach (var (tx, preparedAt, _) in p.LivePrepared)
+                if (Now - preparedAt >= Explorer.Options.InDoubtTimeout
+                    && !Messages.Any(m => m.Tx == tx && m.Participant == p.Name && (m.Kind == MessageKind.Inquiry || m.Kind == MessageKind.Decision && m.Attempt == 0)))
+                    yield return new FireInquiryTimer(p.Name, tx);
+        }
+        ExMessage? previous = null;
+        foreach (var m in Messages)
+        {
+            if (previous is not null && previous.Key == m.Key) continue;
+            previous = m;
+            yield return new DeliverMessage(m);
+            if (WriteFailures > 0 && m.Kind is MessageKind.Prepare or MessageKind.Decision) yield return new DeliverWithFailedWrite(m);
+            if (Drops > 0) yield return new DropMessage(m);
+            if (Duplicates > 0) yield return new DuplicateMessage(m);
+        }
+        if (NextLandmark() is not null) yield return new AdvanceClock();
+    }
+
+    /// <summary>
+    /// The clock moves only to the next time at which something can change: a prepare deadline, the moment
+    /// a reservation counts as in doubt, just past a tombstone's keep-until time. So time is discrete and finite.
+    /// </summary>
+    private DateTimeOffset? NextLandmark()
+    {
+        var landmarks = new List<DateTimeOffset>();
+        foreach (var c in Coordinators)
+        {
+            // Just past the deadline: the timer is due and every prepare arriving now is late.
+            if (c.PrepareTimer && c.Machine.Record.PrepareDeadline is { } d) landmarks.Add(d + Explorer.Step);
+            if (c.Duplicate is not null && c.DuplicateTimer && c.Duplicate.Record.PrepareDeadline is { } dd) landmarks.Add(dd + Explorer.Step);
+            if (DuplicateActivations > 0 && c.Duplicate is null && c.Durable is { } durable) landmarks.Add(durable.StartedAt + Explorer.Step);
+        }
+        foreach (var p in Participants)
+        {
+            landmarks.AddRange(p.LivePrepared.Select(x => x.PreparedAt + Explorer.Options.InDoubtTimeout));
+            // Tombstone expiry matters only to a prepare of a later attempt, i.e. a duplicate activation.
+            if (TombstoneTime) landmarks.AddRange(p.DurableDecided.Select(x => x.KeepUntil + Explorer.Step));
+        }
+        var future = landmarks.Where(l => l > Now).ToList();
+        return future.Count == 0 ? null : future.Min();
+    }
+
+    // ---------------------------------------------------------------- applying an event
+
+    public void Apply(ExEvent ev)
+    {
+        switch (ev)
+        {
+            case SubmitOrder s:
+                Note($"t={T}: the client places the order of {s.Tx}");
+                Submit(Coordinator(s.Tx));
+                break;
+            case ResubmitOrder s:
+                Resubmits--;
+                Note($"t={T}: the client places the order of {s.Tx} again");
+                Submit(Coordinator(s.Tx));
+                break;
+            case DeliverMessage d:
+                Take(d.Message);
+                Note($"t={T}: deliver {d.Message.Describe(Epoch)}");
+                Deliver(d.Message, failWrite: false);
+                break;
+            case DeliverWithFailedWrite d:
+                WriteFailures--;
+                Take(d.Message);
+                Note($"t={T}: deliver {d.Message.Describe(Epoch)}, but the participant's write fails");
+                Deliver(d.Message, failWrite: true);
+                break;
+            case DropMessage d:
+                Drops--;
+                Take(d.Message);
+                Note($"t={T}: LOST {d.Message.Describe(Epoch)}");
+                break;
+            case DuplicateMessage d:
+                Duplicates--;
+                Note($"t={T}: DUPLICATED {d.Message.Describe(Epoch)}");
+                Send(d.Message);
+                break;
+            case FirePrepareTimer { OfDuplicate: false } f:
+            {
+                var c = Coordinator(f.Tx);
+                c.PrepareTimer = false;
+                Note($"t={T}: prepare deadline of {f.Tx} passes");
+                Execute(c, c.Machine.OnPrepareDeadline(Now));
+                break;
+            }
+            case FirePrepareTimer f:
+            {
+                var c = Coordinator(f.Tx);
+                c.DuplicateTimer = false;
+                Note($"t={T}: prepare deadline of the duplicate activation of {f.Tx} passes");
+                ExecuteDuplicate(c, c.Duplicate!.OnPrepareDeadline(Now));
+                break;
+            }
+            case FireRetryTimer r:
+            {
+                var c = Coordinator(r.Tx);
+                Note($"t={T}: no acknowledgement from {r.Participant} for {r.Tx}: phase-two retry");
+                Execute(c, c.Machine.OnDecisionDeliveryFailed(ParticipantId.Parse(r.Participant), c.Attempts.GetValueOrDefault(r.Participant, 1)));
+                break;
+            }
+            case FinishWrite w:
+                FinishWriteOf(Coordinator(w.Tx), w.Outcome);
+                break;
+            case CrashCoordinator crash:
+            {
+                CoordinatorCrashes--;
+                var c = Coordinator(crash.Tx);
+                Note($"t={T}: CRASH of the coordinator of {crash.Tx} in {c.Machine.Phase}{(c.WriteInFlight is null ? "" : crash.WriteLands ? ", its write lands" : ", its write is lost")}");
+                if (crash.WriteLands) PersistCoordinator(c, c.WriteInFlight!);
+                c.ClientWaiting = false; // the client hears an error and may place the order again
+                Restart(c);
+                break;
+            }
+            case ReloadCoordinator r:
+                Note($"t={T}: the coordinator of {r.Tx} reloads its record after the failed decision write");
+                Restart(Coordinator(r.Tx));
+                break;
+            case RecoveryTick r:
+            {
+                var c = Coordinator(r.Tx);
+                Note($"t={T}: recovery tick of {r.Tx}");
+                Execute(c, c.Machine.Resume(Now));
+                break;
+            }
+            case CrashParticipant crash:
+                ParticipantCrashes--;
+                Note($"t={T}: CRASH of {crash.Participant} (volatile state lost, durable record kept)");
+                Participant(crash.Participant).Restart(Bugs);
+                break;
+            case FireInquiryTimer i:
+                Note($"t={T}: {i.Participant} is in doubt about {i.Tx}");
+                Send(new ExMessage(MessageKind.Inquiry, i.Tx, i.Participant));
+                break;
+            case AdvanceClock:
+                Now = NextLandmark()!.Value;
+                Note($"t={T}: the clock advances");
+                break;
+            case StartDuplicateActivation s:
+            {
+                DuplicateActivations--;
+                var c = Coordinator(s.Tx);
+                Note($"t={T}: DUPLICATE activation of the coordinator of {s.Tx} begins (it loaded no record)");
+                c.Duplicate = new CoordinatorMachine(c.Tx, Explorer.Options, null);
+                var actions = c.Duplicate.Begin($"fp-{c.Tx}", c.Participants, Now);
+                c.IssuedDeadlines.Add(c.Duplicate.Record.PrepareDeadline!.Value.UtcTicks);
+                ExecuteDuplicate(c, actions);
+                break;
+            }
+            default:
+                throw new InvalidOperationException($"unknown event {ev}");
+        }
+    }
+
+    private void Take(ExMessage message)
+    {
+        var i = Messages.FindIndex(m => m.Key == message.Key);
+        if (i < 0) throw new InvalidOperationException($"{message.Key} is not in flight");
+        Messages.RemoveAt(i);
+    }
+
+    private void Send(ExMessage message)
+    {
+        var i = Messages.FindIndex(m => string.CompareOrdinal(m.Key, message.Key) > 0);
+        if (i < 0) Messages.Add(message);
+        else Messages.Insert(i, message);
+    }
+
+    // ---------------------------------------------------------------- coordinator host
+
+    private void Submit(ExCoordinator c)
+    {
+        c.Submitted = true;
+        // Like the grain: only an idle coordinator begins; otherwise the recorded outcome is returned.
+        if (c.Machine.Phase != CoordinatorPhase.Idle) return;
+        c.ClientWaiting = true;
+        var actions = c.Machine.Begin($"fp-{c.Tx}", c.Participants, Now);
+        c.IssuedDeadlines.Add(c.Machine.Record.PrepareDeadline!.Value.UtcTicks);
+        Execute(c, actions);
+    }
+
+    private void Restart(ExCoordinator c)
+    {
+        c.WriteInFlight = null;
+        c.PrepareTimer = false;
+        c.Attempts.Clear();
+        c.Activation++;
+        c.Machine = new CoordinatorMachine(c.Tx, Explorer.Options, c.Durable is null ? null : ExCoordinator.CopyRecord(c.Durable));
+        Note($"    the coordinator of {c.Tx} restarts in {c.Machine.Phase}");
+        if (c.Machine.Phase == CoordinatorPhase.Decided) Execute(c, c.Machine.Resume(Now));
+    }
+
+    private void FinishWriteOf(ExCoordinator c, WriteOutcome outcome)
+    {
+        var snapshot = c.WriteInFlight!;
+        var completion = c.WriteIsCompletion;
+        c.WriteInFlight = null;
+        if (outcome != WriteOutcome.Written) WriteFailures--;
+        Note($"t={T}: the coordinator's {(completion ? "completion" : $"decision ({snapshot.Decision})")} write of {c.Tx} " +
+             (outcome switch { WriteOutcome.Written => "succeeds", WriteOutcome.FailedNotWritten => "FAILS", _ => "FAILS, yet reached the disk" }));
+        if (outcome != WriteOutcome.FailedNotWritten) PersistCoordinator(c, snapshot);
+        if (Bugs.HasFlag(PlantedBug.DecisionNotForcedBeforePhaseTwo) && !completion) return; // the machine was told long ago
+        if (outcome == WriteOutcome.Written)
+        {
+            if (completion) c.Machine.OnCompletionPersisted();
+            else Execute(c, c.Machine.OnDecisionPersisted());
+        }
+        else if (completion) c.Machine.OnCompletionPersistFailed();
+        else
+        {
+            c.Machine.OnDecisionPersistFailed();
+            c.ClientWaiting = false; // the client hears "in doubt"
+        }
+    }
+
+    private void PersistCoordinator(ExCoordinator c, CoordinatorRecord snapshot)
+    {
+        if (snapshot.Decision == Decision.None) throw new ExplorationViolation($"{c.Tx}: a record without a decision was written");
+        if (c.Durable is { } before && before.Decision != snapshot.Decision)
+            throw new ExplorationViolation($"stability: the durable decision of {c.Tx} changed from {before.Decision} to {snapshot.Decision}");
+        if (c.AbortAnswered && snapshot.Decision == Decision.Commit)
+            throw new ExplorationViolation($"stability: {c.Tx} was answered abort to an inquiry, then commit was written");
+        c.Durable = snapshot;
+    }
+
+    private void Execute(ExCoordinator c, IReadOnlyList<CoordinatorAction> actions)
+    {
+        foreach (var action in actions)
+        {
+            switch (action)
+            {
+                case SendPrepare prepare:
+                    Send(new ExMessage(MessageKind.Prepare, c.Tx, prepare.Participant.ToString(), prepare.Deadline, Activation: c.Activation));
+                    break;
+                case StartPrepareTimer:
+                    c.PrepareTimer = true;
+                    break;
+                case PersistDecision persist:
+                    Note($"    {c.Tx} decides {persist.Decision}{(c.Machine.Record.AbortReason is { } why ? $" ({why})" : "")}; the decision write starts");
+                    if (persist.Decision == Decision.Commit)
+                        foreach (var p in c.Participants)
+                        {
+                            var status = Participant(p.ToString()).DurableStatus(c.Tx);
+                            if (status != ParticipantTransactionStatus.Prepared)
+                                throw new ExplorationViolation($"validity: {c.Tx} decided commit while {p} is durably {status}, not prepared");
+                        }
+                    if (c.WriteInFlight is not null) throw new ExplorationViolation($"{c.Tx}: a second write started while one is in flight");
+                    c.WriteInFlight = ExCoordinator.CopyRecord(c.Machine.Record);
+                    c.WriteIsCompletion = false;
+                    if (Bugs.HasFlag(PlantedBug.SendDecisionBeforeItIsDurable))
+                        foreach (var p in c.Machine.Record.Participants)
+                            Send(new ExMessage(MessageKind.Decision, c.Tx, p.Participant, c.Machine.Record.PrepareDeadline, Decision: persist.Decision, Attempt: 1));
+                    if (Bugs.HasFlag(PlantedBug.DecisionNotForcedBeforePhaseTwo)) Execute(c, c.Machine.OnDecisionPersisted());
+                    break;
+                case ReplyToClient reply:
+                    Note($"    the client is told {reply.Outcome.Decision}");
+                    if (c.Durable?.Decision != reply.Outcome.Decision)
+                        throw new ExplorationViolation($"validity: the client was told {reply.Outcome.Decision} for {c.Tx} while the durable decision is {c.Durable?.Decision.ToString() ?? "none"}");
+                    c.ClientTold = reply.Outcome.Decision;
+                    c.ClientWaiting = false;
+                    break;
+                case SendDecision send:
+                    if (send.Decision != c.Durable?.Decision)
+                        throw new ExplorationViolation($"validity: {send.Decision} of {c.Tx} sent to {send.Participant} before it was durable (durable: {c.Durable?.Decision.ToString() ?? "none"})");
+                    c.Attempts[send.Participant.ToString()] = send.Attempt;
+                    Send(new ExMessage(MessageKind.Decision, c.Tx, send.Participant.ToString(), c.Machine.Record.PrepareDeadline, Decision: send.Decision, Attempt: send.Attempt));
+                    break;
+                case PersistCompletion:
+                    Note($"    every participant acknowledged {c.Tx}; the completion write starts");
+                    if (c.WriteInFlight is not null) throw new ExplorationViolation($"{c.Tx}: a second write started while one is in flight");
+                    c.WriteInFlight = ExCoordinator.CopyRecord(c.Machine.Record);
+                    c.WriteIsCompletion = true;
+                    break;
+                default:
+                    throw new InvalidOperationException($"unexpected action {action}");
+            }
+        }
+    }
+
+    private void ExecuteDuplicate(ExCoordinator c, IReadOnlyList<CoordinatorAction> actions)
+    {
+        foreach (var action in actions)
+        {
+            switch (action)
+            {
+                case SendPrepare prepare:
+                    Send(new ExMessage(MessageKind.Prepare, c.Tx, prepare.Participant.ToString(), prepare.Deadline, Duplicate: true));
+                    break;
+                case StartPrepareTimer:
+                    c.DuplicateTimer = true;
+                    break;
+                case PersistDecision persist:
+                    // A versioned insert: refused because the primary's record exists. Nothing is sent; the
+                    // activation deactivates and later calls reach the primary.
+                    if (c.Durable is null) throw new ExplorationViolation($"{c.Tx}: the duplicate activation's insert would have succeeded");
+                    Note($"    the duplicate activation decides {persist.Decision}; its insert is refused (the record says {c.Durable.Decision}) and it deactivates");
+                    c.Duplicate = null;
+                    c.DuplicateTimer = false;
+                    return;
+                default:
+                    throw new ExplorationViolation($"{c.Tx}: the duplicate activation asked for {action} without a durable decision of its own");
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- participant host
+
+    private void Deliver(ExMessage m, bool failWrite)
+    {
+        switch (m.Kind)
+        {
+            case MessageKind.Prepare: OnPrepare(m, failWrite); break;
+            case MessageKind.Decision: OnDecision(m, failWrite); break;
+            case MessageKind.Vote: OnVote(m); break;
+            case MessageKind.Ack:
+            {
+                var c = Coordinator(m.Tx);
+                Execute(c, c.Machine.OnDecisionAcknowledged(ParticipantId.Parse(m.Participant), Now));
+                break;
+            }
+            case MessageKind.Inquiry: OnInquiry(m); break;
+        }
+    }
+
+    private void OnVote(ExMessage m)
+    {
+        var c = Coordinator(m.Tx);
+        if (m.Duplicate)
+        {
+            if (c.Duplicate is null) { Note("    nobody awaits it: the duplicate activation is gone"); return; }
+            ExecuteDuplicate(c, c.Duplicate.OnVote(ParticipantId.Parse(m.Participant), m.Vote, m.Reason, Now));
+            return;
+        }
+        // The vote is the reply to the prepare call: an activation that crashed since cannot receive it.
+        if (m.Activation != c.Activation && !Bugs.HasFlag(PlantedBug.VoteReachesANewerActivation)) { Note("    nobody awaits it: the activation that asked has crashed"); return; }
+        Execute(c, c.Machine.OnVote(ParticipantId.Parse(m.Participant), m.Vote, m.Reason, Now));
+    }
+
+    private void OnInquiry(ExMessage m)
+    {
+        var c = Coordinator(m.Tx);
+        Decision answer;
+        var deadline = c.Machine.Record.PrepareDeadline;
+        if (Bugs.HasFlag(PlantedBug.PresumedCommit) && c.Machine.Phase == CoordinatorPhase.Idle)
+        {
+            answer = Decision.Commit; // presumed commit: no record is read as "the latest attempt committed"
+            deadline = new DateTimeOffset(c.IssuedDeadlines.Max, TimeSpan.Zero);
+        }
+        else
+        {
+            var result = c.Machine.OnInquiry(Now);
+            Execute(c, result.Actions);
+            if (result.Pending) { Note("    the coordinator cannot answer yet"); return; }
+            answer = result.Decision;
+            if (answer != c.Durable?.Decision)
+                throw new ExplorationViolation($"validity: {c.Tx} answered {answer} to an inquiry while the durable decision is {c.Durable?.Decision.ToString() ?? "none"}");
+        }
+        if (answer == Decision.Abort) c.AbortAnswered = true;
+        Send(new ExMessage(MessageKind.Decision, m.Tx, m.Participant, deadline, Decision: answer, Attempt: 0));
+    }
+
+    private void OnPrepare(ExMessage m, bool failWrite)
+    {
+        var p = Participant(m.Participant);
+        var result = p.Prepare(m.Tx, m.Deadline!.Value, Now, Bugs);
+        Note($"    {p.Name}: prepare {result.Case}");
+        if (result.MustPersist && !Bugs.HasFlag(PlantedBug.VoteYesBeforePrepareIsDurable))
+        {
+            if (failWrite) { p.Restart(Bugs); return; } // the write threw: nothing answered, the record is reloaded
+            p.Persist();
+            Recorded(p);
+        }
+        Send(new ExMessage(MessageKind.Vote, m.Tx, m.Participant, m.Deadline, result.Vote, result.Reason, Duplicate: m.Duplicate, Activation: m.Activation));
+    }
+
+    private void OnDecision(ExMessage m, bool failWrite)
+    {
+        var p = Participant(m.Participant);
+        var inquiryAnswer = m.Attempt == 0;
+        var result = p.Apply(m.Tx, m.Decision, m.Deadline, inquiryAnswer, Bugs, Now);
+        Note($"    {p.Name}: {m.Decision} {result.Case}");
+        if (result.Case == DecisionCase.Conflict)
+            throw new ExplorationViolation($"atomicity: {p.Name} told {m.Decision} for {m.Tx} after applying the opposite");
+        if (result.MustPersist && !(Bugs.HasFlag(PlantedBug.AcknowledgeBeforeOutcomeIsDurable) && !inquiryAnswer))
+        {
+            if (failWrite) { p.Restart(Bugs); return; }
+            p.Persist();
+            Recorded(p);
+        }
+        if (!inquiryAnswer && result.Acknowledge) Send(new ExMessage(MessageKind.Ack, m.Tx, m.Participant));
+    }
+
+    /// <summary>After a participant's write: remember what became durable there (the properties' history).</summary>
+    private void Recorded(ExParticipant p)
+    {
+        foreach (var (tx, outcome, _) in p.DurableDecided)
+        {
+            var key = $"{p.Name}|{tx}";
+            if (DurableOutcomes.TryGetValue(key, out var before) && before != outcome)
+                throw new ExplorationViolation($"atomicity: the durable outcome of {tx} at {p.Name} changed from {before} to {outcome}");
+            if (outcome == Decision.Abort && !DurableOutcomes.ContainsKey(key))
+                foreach (var d in Coordinator(tx).IssuedDeadlines) RolledBackAttempts.Add($"{p.Name}|{tx}|{d}");
+            DurableOutcomes[key] = outcome;
+        }
+    }
+
+    // ---------------------------------------------------------------- properties
+
+    /// <summary>The safety properties, checked in every state.</summary>
+    public void Check()
+    {
+        foreach (var p in Participants) p.Check();
+        foreach (var c in Coordinators)
+        {
+            var durable = c.Durable?.Decision ?? Decision.None;
+            var outcomes = c.Participants.Select(p => DurableOutcomes.GetValueOrDefault($"{p}|{c.Tx}")).ToList();
+            if (outcomes.Contains(Decision.Commit) && outcomes.Contains(Decision.Abort))
+                throw new ExplorationViolation($"atomicity: {c.Tx} is committed at one participant and aborted at another");
+            foreach (var (p, outcome) in c.Participants.Zip(outcomes))
+                if (outcome != Decision.None && outcome != durable)
+                    throw new ExplorationViolation($"validity: {p} holds {c.Tx} as {outcome} durably, but the coordinator's durable decision is {(durable == Decision.None ? "none" : durable)}");
+            if (c.AbortAnswered && (durable == Decision.Commit || outcomes.Contains(Decision.Commit)))
+                throw new ExplorationViolation($"stability: {c.Tx} was answered abort to an inquiry and then committed");
+            if (c.ClientTold != Decision.None && c.ClientTold != durable)
+                throw new ExplorationViolation($"validity: the client was told {c.ClientTold} for {c.Tx}, the durable decision is {durable}");
+            if (c.Machine.Phase is CoordinatorPhase.Decided or CoordinatorPhase.Completing or CoordinatorPhase.Completed && c.Machine.Record.Decision != durable)
+                throw new ExplorationViolation($"validity: the coordinator of {c.Tx} acts on {c.Machine.Record.Decision} while the durable decision is {durable}");
+            // An acknowledgement promises the participant's outcome is durable: a completed record lets the coordinator forget.
+            if (c.Durable is { IsCompleted: true, PresumedAbort: false })
+                foreach (var (p, outcome) in c.Participants.Zip(outcomes))
+                    if (outcome != durable)
+                        throw new ExplorationViolation($"atomicity: {c.Tx} is durably completed as {durable}, but {p} never made that outcome durable");
+        }
+        foreach (var p in Participants)
+            foreach (var (tx, _, deadline) in p.LivePrepared)
+                if (RolledBackAttempts.Contains($"{p.Name}|{tx}|{deadline.UtcTicks}"))
+                    throw new ExplorationViolation($"stability: {p.Name} reserved {tx} (deadline t={ExMessage.Ms(deadline, Epoch)}) again after rolling that attempt back");
+    }
+
+    /// <summary>Terminal and good: every participant resolved with nothing reserved, nothing in flight, every coordinator at rest.</summary>
+    public bool Settled() =>
+        Messages.Count == 0
+        && Participants.All(p => !p.LivePrepared.Any() && !p.DurablePrepared.Any())
+        && Coordinators.All(c => c.WriteInFlight is null && c.Duplicate is null && !c.PrepareTimer
+            && (c.Machine.Phase == CoordinatorPhase.Completed || c.Machine.Phase == CoordinatorPhase.Idle && c.Durable is null));
+
+    public IEnumerable<string> Describe() =>
+        Coordinators.Select(c => $"{c.Tx}: phase {c.Machine.Phase}, durable {c.Durable?.Decision.ToString() ?? "none"}{(c.Durable?.PresumedAbort == true ? " (presumed)" : "")}, completed {c.Durable?.IsCompleted == true}")
+            .Concat(Participants.Select(p => p.Describe(Epoch)))
+            .Append($"in flight: {(Messages.Count == 0 ? "nothing" : string.Join("; ", Messages.Select(m => m.Describe(Epoch))))}");
+}

@@ -1,0 +1,277 @@
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+using System.Security.Cryptography;
+using System.Text;
+using OrleansTwoPC.Protocol.Participant;
+using OrleansTwoPC.Protocol.Resources;
+
+namespace OrleansTwoPC.Protocol.Tests.Exploration;
+
+/// <summary>What is explored: the transactions, who takes part, and the fault budgets.</summary>
+public sealed record ExplorationScope(string Name, FaultBudgets Budgets, bool CompetingForOneSku, bool WithAccount)
+{
+    /// <summary>One order over a SKU and the shipment, and, with <paramref name="withAccount"/>, an account too.</summary>
+    public static ExplorationScope OneTransaction(FaultBudgets budgets, bool withAccount) =>
+        new($"one transaction, {(withAccount ? "three" : "two")} participants", budgets, CompetingForOneSku: false, withAccount);
+
+    /// <summary>Two orders for one SKU whose stock covers only one of them (the SKU is each order's only participant).</summary>
+    public static ExplorationScope TwoCompeting(FaultBudgets budgets) => new("two transactions competing for one SKU", budgets, CompetingForOneSku: true, WithAccount: false);
+}
+
+public sealed record ExplorationResult(
+    int States,
+    long Transitions,
+    int Depth,
+    int SettledStates,
+    TimeSpan Elapsed,
+    string? Violation,
+    IReadOnlyList<string> Trace)
+{
+    /// <summary>Settled states in which some transaction is durably committed, and in which some is durably aborted.</summary>
+    public (int Committed, int Aborted) SettledOutcomes { get; init; }
+}
+
+/// <summary>
+/// Exhaustive breadth-first exploration of the real <see cref="Coordinator.CoordinatorMachine"/> and
+/// <see cref="ParticipantMachine{TResource, TWork}"/> under every interleaving of deliveries and faults
+/// within budgets. States are deduplicated by a hash of their canonical form. Breadth-first, so the first
+/// violation found comes with a shortest trace. Afterwards, termination is checked on the explored graph:
+/// every state must reach a settled one by fault-free events alone.
+/// </summary>
+public static class Explorer
+{
+    public static readonly DateTimeOffset Epoch = new(2030, 1, 1, 0, 0, 0, TimeSpan.Zero);
+
+    /// <summary>Smallest step of the simulated clock: "just after" a keep-until time or a record's start.</summary>
+    public static readonly TimeSpan Step = TimeSpan.FromMilliseconds(100);
+
+    public static ProtocolOptions Options { get; } = new()
+    {
+        PrepareTimeout = TimeSpan.FromSeconds(1),
+        RetryBaseDelay = TimeSpan.FromMilliseconds(100),
+        RetryMaxDelay = TimeSpan.FromSeconds(1),
+        DecisionRetention = TimeSpan.FromSeconds(2),
+        InDoubtTimeout = TimeSpan.FromSeconds(1),
+    };
+
+    public static ExplorationResult Run(ExplorationScope scope, PlantedBug bugs = PlantedBug.None, int maxStates = 3_000_000)
+    {
+        var clock = Stopwatch.StartNew();
+        var initial = Initial(scope, bugs);
+        initial.Check();
+        var ids = new Dictionary<UInt128, int> { [Hash(initial)] = 0 };
+        var parent = new List<int> { -1 };
+        var via = new List<ExEvent?> { null };
+        var depth = new List<int> { 0 };
+        var fairFrom = new List<int>();
+        var fairTo = new List<int>();
+        var settled = new List<int>();
+        int committedSettled = 0, abortedSettled = 0;
+        var queue = new Queue<(int Id, World World)>();
+        queue.Enqueue((0, initial));
+        long transitions = 0;
+
+        while (queue.Count > 0)
+        {
+            var (id, world) = queue.Dequeue();
+            foreach (var ev in world.Enabled().ToList())
+            {
+                transitions++;
+                var next = world.Clone();
+                try
+                {
+                    next.Apply(ev);
+                    next.Check();
+                }
+                catch (Exception ex) when (ex is ExplorationViolation or InvalidOperationException or ArgumentException or KeyNotFoundException)
+                {
+                    var trace = Replay(initial, Path(parent, via, id).Append(ev));
+                    return new ExplorationResult(ids.Count, transitions, depth[id] + 1, 0, clock.Elapsed, ex.Message, trace);
+                }
+                var hash = Hash(next);
+                if (!ids.TryGetValue(hash, out var nextId))
+                {
+                    nextId = ids.Count;
+                    if (nextId >= maxStates)
+                        return new ExplorationResult(ids.Count, transitions, depth[id] + 1, settled.Count, clock.Elapsed,
+                            $"{scope.Name}: more than {maxStates} states; lower the budgets (the deepest path so far follows)",
+                            Replay(initial, Path(parent, via, id).Append(ev)));
+                    ids[hash] = nextId;
+                    parent.Add(id);
+                    via.Add(ev);
+                    depth.Add(depth[id] + 1);
+                    queue.Enqueue((nextId, next));
+                    if (next.Settled())
+                    {
+                        settled.Add(nextId);
+                        if (next.Coordinators.Any(c => c.Durable?.Decision == Decision.Commit)) committedSettled++;
+                        if (next.Coordinators.Any(c => c.Durable?.Decision == Decision.Abort)) abortedSettled++;
+                    }
+                }
+                if (!ev.IsFault)
+                {
+                    fairFrom.Add(id);
+                    fairTo.Add(nextId);
+                }
+            }
+        }
+
+        var stuck = FirstStuck(ids.Count, fairFrom, fairTo);
+        if (stuck >= 0)
+        {
+            var path = Path(parent, via, stuck).ToList();
+            var trace = Replay(initial, path).ToList();
+            var state = initial.Clone();
+            foreach (var ev in path) state.Apply(ev);
+            trace.Add("from here no fault-free continuation settles; state:");
+            trace.AddRange(state.Describe().Select(line => "    " + line));
+            return new ExplorationResult(ids.Count, transitions, depth.Max(), settled.Count, clock.Elapsed,
+                "termination: a reachable state from which no fault-free continuation resolves every participant", trace);
+        }
+        return new ExplorationResult(ids.Count, transitions, depth.Max(), settled.Count, clock.Elapsed, null, Array.Empty<string>())
+        {
+            SettledOutcomes = (committedSettled, abortedSettled),
+        };
+
+        int FirstStuck(int count, List<int> from, List<int> to)
+        {
+            // Backwards from the settled states over fault-free edges; states are numbered breadth-first, so
+            // the lowest unreached number is a shallowest stuck state.
+            var incoming = new List<int>[count];
+            for (var i = 0; i < from.Count; i++) (incoming[to[i]] ??= new List<int>()).Add(from[i]);
+            var reaches = new bool[count];
+            var work = new Stack<int>();
+            foreach (var s in settled) { reaches[s] = true; work.Push(s); }
+            while (work.Count > 0)
+            {
+                var s = work.Pop();
+                if (incoming[s] is null) continue;
+                foreach (var p in incoming[s])
+                    if (!reaches[p]) { reaches[p] = true; work.Push(p); }
+            }
+            return Array.IndexOf(reaches, false);
+        }
+    }
+
+    private static IEnumerable<ExEvent> Path(List<int> parent, List<ExEvent?> via, int id)
+    {
+        var events = new List<ExEvent>();
+        for (var s = id; parent[s] >= 0; s = parent[s]) events.Add(via[s]!);
+        events.Reverse();
+        return events;
+    }
+
+    /// <summary>Replays a path with narration on: the trace in the protocol's own words.</summary>
+    private static List<string> Replay(World initial, IEnumerable<ExEvent> path)
+    {
+        var world = initial.Clone();
+        world.Notes = new List<string>();
+        var step = 0;
+        foreach (var ev in path)
+        {
+            var before = world.Notes.Count;
+            try
+            {
+                world.Apply(ev);
+                world.Check();
+            }
+            catch (Exception ex) when (ex is ExplorationViolation or InvalidOperationException or ArgumentException or KeyNotFoundException)
+            {
+                world.Notes.Add($"    VIOLATION: {ex.Message}");
+            }
+            step++;
+            if (world.Notes.Count > before) world.Notes[before] = $"{step,3}. {world.Notes[before]}";
+        }
+        return world.Notes;
+    }
+
+    private static UInt128 Hash(World world)
+    {
+        Span<byte> digest = stackalloc byte[32];
+        SHA256.HashData(Encoding.UTF8.GetBytes(world.Key()), digest);
+        return MemoryMarshal.Read<UInt128>(digest);
+    }
+
+    // ---------------------------------------------------------------- the scopes' worlds
+
+    private static World Initial(ExplorationScope scope, PlantedBug bugs)
+    {
+        // Ids are generated, not hand-picked: nothing may depend on their spelling.
+        string Fresh(string prefix) => $"{prefix}{Guid.NewGuid():N}"[..(prefix.Length + 8)];
+        var retention = bugs.HasFlag(PlantedBug.TombstonePrunedBeforeRetention) ? -2 * Options.PrepareTimeout : Options.DecisionRetention;
+        var coordinators = new List<ExCoordinator>();
+        var participants = new List<ExParticipant>();
+        var amounts = new Dictionary<(string Participant, string Tx), long>();
+        var shipments = new Dictionary<string, ShipmentDetails>();
+
+        var sku = new ParticipantId(ParticipantKind.Inventory, Fresh("SKU-"));
+        var orders = scope.CompetingForOneSku ? 2 : 1;
+        var stock = scope.CompetingForOneSku ? 1 : 2;
+        participants.Add(Counter(sku, stock, "insufficient stock"));
+        ParticipantId? account = null;
+        if (scope.WithAccount)
+        {
+            account = new ParticipantId(ParticipantKind.Payment, Fresh("ACC-"));
+            participants.Add(Counter(account, 500, "insufficient funds"));
+        }
+        for (var i = 0; i < orders; i++)
+        {
+            var order = Fresh("O");
+            var tx = Abstractions.TransactionIds.FromOrderId(order);
+            var shipment = new ParticipantId(ParticipantKind.Shipment, order);
+            var members = new List<ParticipantId> { sku };
+            amounts[(sku.ToString(), tx)] = 1;
+            if (account is not null)
+            {
+                members.Add(account);
+                amounts[(account.ToString(), tx)] = 300;
+            }
+            coordinators.Add(new ExCoordinator { Tx = tx, Participants = members, Machine = new Coordinator.CoordinatorMachine(tx, Options, null) });
+            if (scope.CompetingForOneSku) continue; // the SKU alone: two orders over three participants explode past the CI budget
+            members.Add(shipment);
+            shipments[tx] = new ShipmentDetails { OrderId = order, Address = $"{i + 1} Exploration Way", Items = { new ShipmentItem { Sku = sku.Key, Quantity = 1 } } };
+            participants.Add(new ExParticipant<ShipmentRecord, ShipmentDetails>(
+                shipment, new ShipmentRules(), new ShipmentRecord(), t => shipments[t], retention,
+                r => $"{r.Status}:{r.TransactionId}",
+                w => $"{w.OrderId}:{w.Address}:{string.Join(",", w.Items.Select(x => $"{x.Sku}x{x.Quantity}"))}",
+                (who, r, tentative) =>
+                {
+                    if (tentative.Count > 1) throw new ExplorationViolation($"escrow safety: {who} holds {tentative.Count} tentative shipments");
+                }));
+        }
+
+        var b = scope.Budgets;
+        return new World
+        {
+            Now = Epoch,
+            Bugs = bugs,
+            TombstoneTime = b.DuplicateActivations > 0 || bugs.HasFlag(PlantedBug.TombstonePrunedBeforeRetention),
+            CoordinatorCrashes = b.CoordinatorCrashes,
+            ParticipantCrashes = b.ParticipantCrashes,
+            Drops = b.Drops,
+            Duplicates = b.Duplicates,
+            WriteFailures = b.WriteFailures,
+            Resubmits = b.Resubmits,
+            DuplicateActivations = b.DuplicateActivations,
+            Coordinators = coordinators,
+            Participants = participants,
+            Messages = new List<ExMessage>(),
+            DurableOutcomes = new SortedDictionary<string, Decision>(StringComparer.Ordinal),
+            RolledBackAttempts = new SortedSet<string>(StringComparer.Ordinal),
+        };
+
+        ExParticipant Counter(ParticipantId id, long initial, string shortage) => new ExParticipant<EscrowCounter, long>(
+            id, new EscrowRules(shortage), new EscrowCounter { Exists = true, Committed = initial, SuppliedTotal = initial },
+            tx => amounts[(id.ToString(), tx)], retention,
+            c => $"{c.Committed}/{c.ConsumedTotal}",
+            w => w.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            (who, counter, reserved) =>
+            {
+                // Escrow safety: committed plus reserved never exceeds the stock; no negative balance.
+                if (counter.Committed < 0) throw new ExplorationViolation($"escrow safety: {who} has a negative balance {counter.Committed}");
+                if (reserved.Sum() > counter.Committed) throw new ExplorationViolation($"escrow safety: {who} reserves {reserved.Sum()} of {counter.Committed} left");
+                if (counter.Committed + counter.ConsumedTotal != initial)
+                    throw new ExplorationViolation($"escrow safety: {who} has {counter.Committed} left and {counter.ConsumedTotal} consumed of {initial}");
+            });
+    }
+}
