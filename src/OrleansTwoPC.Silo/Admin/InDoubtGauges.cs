@@ -29,7 +29,7 @@ public sealed class InDoubtGauges : BackgroundService
         _logger = logger;
         _meter.CreateObservableGauge("twopc.in_doubt.count", () => _last is { } s ? [new Measurement<long>(s.Count)] : Array.Empty<Measurement<long>>(),
             unit: "{transaction}", description: "Transactions prepared somewhere with no durable decision, now");
-        _meter.CreateObservableGauge("twopc.in_doubt.oldest_age", () => _last is { Oldest: { } oldest } ? [new Measurement<double>((_time.GetUtcNow() - oldest).TotalSeconds)] : Array.Empty<Measurement<double>>(),
+        _meter.CreateObservableGauge("twopc.in_doubt.oldest_age", () => _last is { Oldest: { } oldest } ? [new Measurement<double>(Math.Max(0, (_time.GetUtcNow() - oldest).TotalSeconds))] : Array.Empty<Measurement<double>>(),
             unit: "s", description: "Age of the oldest in-doubt transaction (since its first participant prepared)");
     }
 

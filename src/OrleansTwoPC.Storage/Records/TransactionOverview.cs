@@ -78,7 +78,7 @@ public sealed class TransactionOverviewReader(ServiceDatabases databases, Func<s
         return new TransactionOverview(
             now,
             inDoubt.Count,
-            inDoubt.Count == 0 ? null : Math.Round((now - inDoubt.Min(t => t.StartedAt)).TotalSeconds, 1),
+            inDoubt.Count == 0 ? null : Math.Round(Math.Max(0, (now - inDoubt.Min(t => t.StartedAt)).TotalSeconds), 1),
             inFlight,
             seconds,
             committed,
