@@ -37,7 +37,8 @@ public sealed class CliServiceRoleClusterTests(PostgresFixture postgres, ITestOu
             }
 
             // 2. A second load; the payment silo is SIGKILLed while it runs.
-            var during = Tpc.RunAsync(["load", "--orders", "400", "--concurrency", "8", "--skus", "20", "--accounts", "20",
+            // Long enough (several seconds at a few hundred orders/s) to be still running when the payment silo dies.
+            var during = Tpc.RunAsync(["load", "--orders", "3000", "--concurrency", "8", "--skus", "20", "--accounts", "20",
                 "--no-seed", "--seed", "8", "--run-id", "during", "--json", .. cluster]);
             await Task.Delay(TimeSpan.FromSeconds(2));
             Assert.False(during.IsCompleted, "the load finished before the kill; it must be running when the payment silo dies");
@@ -62,9 +63,9 @@ public sealed class CliServiceRoleClusterTests(PostgresFixture postgres, ITestOu
             using (var summary = JsonDocument.Parse(duringResult.Out))
             {
                 var root = summary.RootElement;
-                Assert.Equal(400, root.GetProperty("orders").GetInt32());
+                Assert.Equal(3000, root.GetProperty("orders").GetInt32());
                 // Orders after the kill cannot charge anyone: they end unavailable, aborted or in doubt, never half done.
-                Assert.True(root.GetProperty("committed").GetInt32() < 400, duringResult.Out);
+                Assert.True(root.GetProperty("committed").GetInt32() < 3000, duringResult.Out);
             }
 
             // 4. Orders placed while the payment service is down are refused as a whole.
