@@ -80,7 +80,8 @@ public static class ContractErrors
         }
     }
 
-    private static Exception? Find(Exception? exception, Func<Exception, bool> match)
+    /// <summary>The first exception in <paramref name="exception"/>'s chain (inner and aggregated ones) that matches.</summary>
+    public static Exception? Find(Exception? exception, Func<Exception, bool> match)
     {
         for (var current = exception; current is not null; current = current.InnerException)
         {

@@ -1,4 +1,5 @@
 using Orleans.Storage;
+using OrleansTwoPC.Grains.Errors;
 
 namespace OrleansTwoPC.Silo.Hosting;
 
@@ -34,15 +35,8 @@ public sealed class ClearErrorGrainStorage(string service, IGrainStorage inner) 
         {
             // A broken connection (the database restarted or went away) means every idle pooled connection is
             // dead too: drop them, so one failure is seen per outage rather than one per pooled connection.
-            if (FindNpgsqlError(ex) is { IsTransient: true }) Npgsql.NpgsqlConnection.ClearAllPools();
+            if (ContractErrors.Find(ex, e => e is System.Data.Common.DbException { IsTransient: true }) is not null) Npgsql.NpgsqlConnection.ClearAllPools();
             throw TwoPcException.StorageUnavailable($"{service} storage unavailable ({what} of {grainId}): {TwoPcException.OneLine(ex.GetBaseException().Message)}");
         }
-    }
-
-    private static Npgsql.NpgsqlException? FindNpgsqlError(Exception? exception)
-    {
-        for (var current = exception; current is not null; current = current.InnerException)
-            if (current is Npgsql.NpgsqlException npgsql) return npgsql;
-        return null;
     }
 }

@@ -120,10 +120,10 @@ public sealed class NemesisTests(ITestOutputHelper output)
                         break;
                     case "pause":
                         // Longer than the failure detection: the cluster declares it dead and re-activates its grains.
-                        Signal(silos[victim]!.Pid, "STOP");
+                        await ProcessSignals.SendAsync(silos[victim]!.Pid, "STOP");
                         paused[victim] = true;
                         await Task.Delay(hold + TimeSpan.FromSeconds(4));
-                        Signal(silos[victim]!.Pid, "CONT");
+                        await ProcessSignals.SendAsync(silos[victim]!.Pid, "CONT");
                         paused[victim] = false;
                         break;
                     case "kill":
@@ -159,7 +159,7 @@ public sealed class NemesisTests(ITestOutputHelper output)
         }
         finally
         {
-            for (var i = 0; i < Silos; i++) if (paused[i] && silos[i] is { } silo) Signal(silo.Pid, "CONT");
+            for (var i = 0; i < Silos; i++) if (paused[i] && silos[i] is { } silo) await ProcessSignals.SendAsync(silo.Pid, "CONT");
             if (client is not null) await client.DisposeAsync();
             foreach (var silo in silos)
             {
@@ -296,12 +296,6 @@ public sealed class NemesisTests(ITestOutputHelper output)
         options.ServerSettings["listen_addresses"] = $"'127.0.0.1,{lab.GatewayAddress}'";
         options.ServerSettings["hba_file"] = $"'{hba}'";
         return await EmbeddedPostgres.StartNewAsync(options);
-    }
-
-    private static void Signal(int pid, string signal)
-    {
-        using var kill = Process.Start("kill", [$"-{signal}", pid.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
-        kill.WaitForExit();
     }
 
     private static async Task Retrying(Func<Task> call)

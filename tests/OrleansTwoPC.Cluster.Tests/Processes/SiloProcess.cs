@@ -67,8 +67,7 @@ public sealed class SiloProcess : IAsyncDisposable
     public async Task StopGracefullyAsync(TimeSpan timeout)
     {
         if (_silo.HasExited) return;
-        using (var kill = System.Diagnostics.Process.Start("kill", ["-TERM", Pid.ToString(System.Globalization.CultureInfo.InvariantCulture)]))
-            await kill.WaitForExitAsync();
+        await ProcessSignals.SendAsync(Pid, "TERM");
         for (var waited = System.Diagnostics.Stopwatch.StartNew(); !_silo.HasExited && waited.Elapsed < timeout;) await Task.Delay(100);
         if (!_silo.HasExited) Kill();
     }
