@@ -67,9 +67,10 @@ public sealed class ChildSilo : IAsyncDisposable
     /// instead of the fast-recovery tuning below (what a user's deployment runs with).</param>
     /// <param name="networkNamespace">Run the process inside this Linux network namespace (<c>ip netns exec</c>,
     /// root only), e.g. to cut it off from its peers with firewall rules; null runs it in this one.</param>
+    /// <param name="environment">Environment variables added to the child's (e.g. a preloaded libfaketime to move its clock).</param>
     public static ChildSilo Start(string name, string adminConnectionString, string prefix, string clusterId, string serviceId, string coordinatorDatabase,
         IReadOnlyDictionary<string, string>? overrides = null, int keptLines = DefaultKeptLines, bool shippedDefaults = false,
-        string? networkNamespace = null)
+        string? networkNamespace = null, IReadOnlyDictionary<string, string>? environment = null)
     {
         var siloPort = FreePort();
         var gatewayPort = FreePort();
@@ -125,6 +126,7 @@ public sealed class ChildSilo : IAsyncDisposable
         // Nothing from this environment may redirect the child to other databases or another cluster.
         foreach (var key in start.Environment.Keys.Where(k => k.StartsWith("ConnectionStrings__", StringComparison.OrdinalIgnoreCase) || k.StartsWith("TwoPC__", StringComparison.OrdinalIgnoreCase)).ToList())
             start.Environment.Remove(key);
+        foreach (var (key, value) in environment ?? new Dictionary<string, string>()) start.Environment[key] = value;
 
         var process = new Process { StartInfo = start, EnableRaisingEvents = true };
         var silo = new ChildSilo(name, process, siloPort, gatewayPort, coordinatorDatabase, clusterId, keptLines);
