@@ -33,9 +33,9 @@ public sealed record NemesisOperation(OrderRequest Order, NemesisAnswer Answer, 
 public sealed class NemesisCluster : IAsyncDisposable
 {
     private const int SkuCount = 5;
-    private const long StockPerSku = 2_000;
+    private const long StockPerSku = 10_000;
     private const int AccountCount = 12;
-    private const long BalancePerAccount = 200_000;
+    private const long BalancePerAccount = 1_000_000;
     private const int DeadStatus = 6;
 
     private readonly ITestOutputHelper _output;

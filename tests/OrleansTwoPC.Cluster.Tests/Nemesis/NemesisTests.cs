@@ -79,6 +79,15 @@ public sealed class NemesisTests(ITestOutputHelper output)
                     break;
             }
             blocking.FaultStarts("no fault (after a heal)");
+            // A silo that found itself declared dead (after a pause or a partition) stopped itself; like a
+            // supervisor (compose's restart policy, a Kubernetes pod), start it again.
+            for (var host = 0; host < Silos; host++)
+            {
+                if (cluster.Silos[host] is not { HasExited: true } stopped) continue;
+                output.WriteLine($"[{clock.Elapsed.TotalSeconds,5:0.0} s] silo {host} stopped itself (exit code {stopped.ExitCode}); restarting it");
+                await stopped.DisposeAsync();
+                cluster.Silos[host] = cluster.StartSilo(host);
+            }
         }
         var healedAt = DateTimeOffset.UtcNow;
         output.WriteLine($"[{clock.Elapsed.TotalSeconds,5:0.0} s] faults over; callers stop");
