@@ -42,6 +42,11 @@ public sealed class BenchmarkSession(BenchmarkOptions options, IConfiguration co
         output.WriteLine($"PostgreSQL: {(postgres.Embedded is null ? "existing server" : $"embedded on port {postgres.Embedded.Port}")}, databases {prefix}_*");
         var machine = await MachineDescription.ReadAsync(postgres, cancellationToken);
 
+        var postmasterPid = await postgres.LocalPostmasterPidAsync(cancellationToken);
+        output.WriteLine(postmasterPid is { } pid
+            ? $"CPU counted per process: this process (silos and load generator) and PostgreSQL (postmaster pid {pid} and its children)"
+            : "PostgreSQL is not on this machine: CPU per order falls back to the whole machine");
+        using var storageCounter = new GrainStorageCounter();
         var catalogue = new Catalogue(options.SkuCount, options.AccountCount);
         var runs = new List<RunResult>();
         var systems = new List<IOrderSystem>();
@@ -69,7 +74,7 @@ public sealed class BenchmarkSession(BenchmarkOptions options, IConfiguration co
                 var streamSeed = StreamSeed(options.Seed, workload, concurrency, round);
                 foreach (var system in systems)
                 {
-                    var result = await RunOnceAsync(system, ledgers[system.Id], catalogue, postgres, workload, concurrency, round, ++runNumber, streamSeed, cancellationToken);
+                    var result = await RunOnceAsync(system, ledgers[system.Id], catalogue, postgres, postmasterPid, storageCounter, workload, concurrency, round, ++runNumber, streamSeed, cancellationToken);
                     runs.Add(result);
                     output.WriteLine(ProgressLine(result));
                     if (!result.Conservation.Ok)
@@ -116,9 +121,11 @@ public sealed class BenchmarkSession(BenchmarkOptions options, IConfiguration co
     };
 
     private async Task<RunResult> RunOnceAsync(IOrderSystem system, ConservationLedger ledger, Catalogue catalogue, BenchmarkPostgres postgres,
-        WorkloadKind workload, int concurrency, int round, int runNumber, ulong streamSeed, CancellationToken cancellationToken)
+        int? postmasterPid, GrainStorageCounter storageCounter, WorkloadKind workload, int concurrency, int round, int runNumber, ulong streamSeed,
+        CancellationToken cancellationToken)
     {
         var prefix = $"{system.Id}.r{runNumber:000}.";
+        var loadAtStart = ProcessCpu.LoadAverage();
         var wallClock = Stopwatch.StartNew();
         // The previous run closed every pooled connection (its backends published their counters as they exited).
         await ConnectionWarmer.WarmAsync(system.Databases, concurrency, cancellationToken);
@@ -128,10 +135,13 @@ public sealed class BenchmarkSession(BenchmarkOptions options, IConfiguration co
         if (options.WarmUp > TimeSpan.Zero)
             warmUp = (await ClosedLoopDriver.RunAsync(system, new OrderStream(catalogue, workload, ~streamSeed, prefix + "w."), concurrency, options.WarmUp, cancellationToken)).Orders;
 
-        var cpuBefore = MachineCpu.BusySeconds();
+        var cpuBefore = CpuSample.Take(postmasterPid);
+        var storageBefore = storageCounter.Current;
         var measured = await ClosedLoopDriver.RunAsync(system, new OrderStream(catalogue, workload, streamSeed, prefix + "m."), concurrency, options.Duration, cancellationToken);
         await Task.Delay(Drain, cancellationToken);
-        var cpuBusy = MachineCpu.BusySeconds() - cpuBefore;
+        var cpu = CpuSample.Take(postmasterPid) - cpuBefore;
+        var storage = storageCounter.Current - storageBefore;
+        var loadAtEnd = ProcessCpu.LoadAverage();
 
         var settled = await system.WaitUntilSettledAsync(SettleTimeout, cancellationToken);
         // A busy-then-idle backend may sit on its counters for up to 10 s (PGSTAT_IDLE_INTERVAL); one that
@@ -152,7 +162,7 @@ public sealed class BenchmarkSession(BenchmarkOptions options, IConfiguration co
         // Database counters span the warm-up too (no pause between the two), so they are divided by both parts' commits.
         var committedInDatabaseWindow = allOrders.Count(o => o.Attempt.Kind == OrderAttemptKind.Committed);
         return new RunResult(runNumber, system.Id, workload, concurrency, round, options.Duration, measured.Elapsed, committedInWindow, committed, aborted, failed, reasons,
-            latency, activity, committedInDatabaseWindow, cpuBusy, conservation, warmUp.Count, overhead);
+            latency, activity, committedInDatabaseWindow, cpu, storage, loadAtStart, loadAtEnd, conservation, warmUp.Count, overhead);
     }
 
     /// <summary>The same orders for every system of one round; other orders in every other cell and round.</summary>
@@ -165,7 +175,9 @@ public sealed class BenchmarkSession(BenchmarkOptions options, IConfiguration co
         return string.Create(CultureInfo.InvariantCulture,
             $"run {r.RunNumber,3} {r.Workload.Name(),-11} {r.Concurrency,3} callers round {r.Round} {r.SystemId}: " +
             $"{r.CommittedPerSecond,7:0.0} committed/s, aborted {r.Aborted}, failed {r.Failed}, p50 {r.Latency.P50Ms:0.0} ms, p99 {r.Latency.P99Ms:0.0} ms, " +
-            $"WAL flushes/order {r.WalSyncsPerCommitted:0.00}, rows/order {r.RowsPerCommitted:0.00}, CPU ms/order {r.CpuMsPerCommitted:0.00}, " +
+            $"WAL flushes/order {r.WalSyncsPerCommitted:0.00}, rows/order {r.RowsPerCommitted:0.00}, xact/order {r.TransactionsPerCommitted:0.00}, " +
+            $"CPU ms/order {r.CpuMsPerCommitted:0.00} (machine {r.MachineCpuMsPerCommitted:0.00}{(r.Cpu.Noisy ? $", NOISY: {r.Cpu.OtherCores:0.00} cores used by others" : "")}), " +
+            $"state reads/writes per order {r.StateReadsPerCommitted:0.00}/{r.StateWritesPerCommitted:0.00}, load {r.LoadAtStart?.One:0.00}->{r.LoadAtEnd?.One:0.00}, " +
             $"conservation {(r.Conservation.Ok ? "ok" : "VIOLATED")} ({r.Conservation.Shipments} shipments), " +
             $"{r.WarmUpOrders} warm-up orders, {r.Overhead.TotalSeconds:0.0} s checks{failure}");
     }

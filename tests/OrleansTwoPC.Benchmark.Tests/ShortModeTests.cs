@@ -34,6 +34,10 @@ public sealed class ShortModeTests
                 Assert.True(cell.Count == 1, $"expected one run of {system} on {workload}, found {cell.Count}");
                 Assert.True(cell[0].Committed > 0, $"{system} committed nothing on {workload}");
                 Assert.True(cell[0].ShipmentsChecked >= cell[0].Committed, $"{system} on {workload}: fewer shipments checked than committed orders");
+                // Every committed order is at least one PostgreSQL transaction in the system's own databases.
+                Assert.True(cell[0].Transactions >= cell[0].Committed, $"{system} on {workload}: {cell[0].Transactions} PostgreSQL transactions for {cell[0].Committed} committed orders");
+                // CPU is read per process: this process and the embedded PostgreSQL both did work.
+                Assert.True(cell[0].ProcessCpu > 0 && cell[0].PostgresCpu > 0, $"{system} on {workload}: CPU per process {cell[0].ProcessCpu} + {cell[0].PostgresCpu}");
             }
             // Abort-heavy refuses 30 % of its orders: the refusals must be counted as aborts in every system.
             Assert.All(runs.Where(r => r.Workload == "abort-heavy"), r => Assert.True(r.Aborted > 0, $"{r.System} counted no abort on abort-heavy"));
@@ -44,6 +48,11 @@ public sealed class ShortModeTests
             Assert.Contains("## Headline ratios", report);
             Assert.Contains("## Memory: idle participant activations (system A)", report);
             Assert.Contains("| GC heap size |", report);
+            Assert.Contains("CPU counted per process", run.Output);
+            // Grain state reads and writes per order are counted (Orleans' storage meter): A writes state for every order.
+            var uniformA = report.Split('\n').First(line => System.Text.RegularExpressions.Regex.IsMatch(line, @"^\| \d+ \| A \|"));
+            var writesPerOrder = uniformA.Split('|')[13].Split(" / ")[1].Trim().Split(' ')[0];
+            Assert.True(Double(writesPerOrder) > 0, $"A's state writes per order not counted: {uniformA}");
             // The same report goes to stdout.
             Assert.Contains("## Results", run.Output);
         }
@@ -68,7 +77,7 @@ public sealed class ShortModeTests
         Assert.StartsWith("error: ", lines[0]);
     }
 
-    private sealed record RunRow(string Workload, string System, int Committed, int Aborted, int ShipmentsChecked);
+    private sealed record RunRow(string Workload, string System, int Committed, int Aborted, int ShipmentsChecked, int Transactions, double ProcessCpu, double PostgresCpu);
 
     /// <summary>The "Every run" table: | run | workload | callers | round | system | seconds | committed | aborted | failed | ... | shipments checked |</summary>
     private static List<RunRow> EveryRunRows(string report)
@@ -78,9 +87,12 @@ public sealed class ShortModeTests
             .Select(line => line.Trim())
             .Where(line => line.StartsWith('|') && char.IsAsciiDigit(line.TrimStart('|', ' ').FirstOrDefault()))
             .Select(line => line.Trim('|').Split('|').Select(cell => cell.Trim()).ToArray())
-            .Select(cells => new RunRow(cells[1], cells[4], Int(cells[6]), Int(cells[7]), Int(cells[^1])))
+            .Select(cells => new RunRow(cells[1], cells[4], Int(cells[6]), Int(cells[7]), Int(cells[^1]), Int(cells[14]),
+                Double(cells[15].Split('+')[0]), Double(cells[15].Split('+')[1])))
             .ToList();
     }
 
     private static int Int(string text) => int.Parse(text, CultureInfo.InvariantCulture);
+
+    private static double Double(string text) => double.Parse(text.Trim(), CultureInfo.InvariantCulture);
 }

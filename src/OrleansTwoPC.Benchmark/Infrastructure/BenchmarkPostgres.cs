@@ -83,6 +83,34 @@ public sealed class BenchmarkPostgres : IAsyncDisposable
         return (string)(await command.ExecuteScalarAsync(cancellationToken))!;
     }
 
+    /// <summary>
+    /// The server's postmaster process id when the server runs on this machine (its data directory's
+    /// postmaster.pid is readable here), so its CPU can be read from /proc; null for a remote server.
+    /// </summary>
+    public async Task<int?> LocalPostmasterPidAsync(CancellationToken cancellationToken)
+    {
+        string directory;
+        try
+        {
+            directory = (await SettingsAsync(["data_directory"], cancellationToken))[0].Value;
+        }
+        catch (PostgresException)
+        {
+            return null; // data_directory is readable by superusers and pg_read_all_settings only
+        }
+        var pidFile = Path.Combine(directory, "postmaster.pid");
+        try
+        {
+            var first = (await File.ReadAllLinesAsync(pidFile, cancellationToken)).FirstOrDefault();
+            return int.TryParse(first, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var pid)
+                   && File.Exists($"/proc/{pid}/stat") ? pid : null;
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            return null;
+        }
+    }
+
     /// <summary>Values of server settings that matter for the comparison.</summary>
     public async Task<IReadOnlyList<(string Name, string Value)>> SettingsAsync(IEnumerable<string> names, CancellationToken cancellationToken)
     {

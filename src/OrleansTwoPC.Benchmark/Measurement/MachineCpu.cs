@@ -11,7 +11,7 @@ public static class MachineCpu
 {
     private const int ScClockTicks = 2; // _SC_CLK_TCK on Linux
 
-    private static readonly double TicksPerSecond = ReadTicksPerSecond();
+    internal static readonly double TicksPerSecond = ReadTicksPerSecond();
 
     /// <summary>Busy seconds since boot: user + nice + system + irq + softirq + steal (idle and iowait excluded).</summary>
     public static double BusySeconds()

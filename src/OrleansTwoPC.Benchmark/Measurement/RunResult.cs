@@ -6,8 +6,9 @@ namespace OrleansTwoPC.Benchmark.Measurement;
 /// <summary>
 /// Everything measured in one run: one system, one workload, one concurrency, one round. Throughput,
 /// latency and CPU cover the measured load (<see cref="Committed"/> orders, including those answered after
-/// the window closed, whose work the CPU figure contains); PostgreSQL's counters cover warm-up and measured
-/// load together (<see cref="CommittedInDatabaseWindow"/> orders committed in that span).
+/// the window closed, whose work the CPU figure contains), and so do the grain storage counts; PostgreSQL's
+/// counters cover warm-up and measured load together (<see cref="CommittedInDatabaseWindow"/> orders committed
+/// in that span).
 /// </summary>
 public sealed record RunResult(
     int RunNumber,
@@ -25,7 +26,10 @@ public sealed record RunResult(
     LatencyPercentiles Latency,
     PostgresActivity Activity,
     int CommittedInDatabaseWindow,
-    double CpuBusySeconds,
+    CpuUsage Cpu,
+    GrainStorageCounts Storage,
+    (double One, double Five, double Fifteen)? LoadAtStart,
+    (double One, double Five, double Fifteen)? LoadAtEnd,
     ConservationResult Conservation,
     int WarmUpOrders,
     TimeSpan Overhead)
@@ -37,7 +41,14 @@ public sealed record RunResult(
     public double WalSyncsPerCommitted => PerCommitted(Activity.WalSyncs, CommittedInDatabaseWindow);
     public double WalBytesPerCommitted => PerCommitted(Activity.WalBytes, CommittedInDatabaseWindow);
     public double RowsPerCommitted => PerCommitted(Activity.RowsWritten, CommittedInDatabaseWindow);
-    public double CpuMsPerCommitted => PerCommitted(CpuBusySeconds * 1000, Committed);
+    public double TransactionsPerCommitted => PerCommitted(Activity.TransactionsCommitted, CommittedInDatabaseWindow);
+
+    /// <summary>CPU of the system's own processes (the benchmark process and PostgreSQL) per committed order;
+    /// the whole machine's when PostgreSQL is not on this machine.</summary>
+    public double CpuMsPerCommitted => PerCommitted((Cpu.OwnSeconds ?? Cpu.MachineSeconds) * 1000, Committed);
+    public double MachineCpuMsPerCommitted => PerCommitted(Cpu.MachineSeconds * 1000, Committed);
+    public double StateReadsPerCommitted => PerCommitted(Storage.Reads, Committed);
+    public double StateWritesPerCommitted => PerCommitted(Storage.Writes, Committed);
 
     private static double PerCommitted(double value, int committed) => committed == 0 ? double.NaN : value / committed;
 

@@ -29,6 +29,11 @@ public sealed record CellSummary(WorkloadKind Workload, int Concurrency, string 
     public Spread RowsPerOrder => Spread.Of(Runs.Select(r => r.RowsPerCommitted));
     public Spread WalKilobytesPerOrder => Spread.Of(Runs.Select(r => r.WalBytesPerCommitted / 1024));
     public Spread CpuMsPerOrder => Spread.Of(Runs.Select(r => r.CpuMsPerCommitted));
+    public Spread MachineCpuMsPerOrder => Spread.Of(Runs.Select(r => r.MachineCpuMsPerCommitted));
+    public Spread TransactionsPerOrder => Spread.Of(Runs.Select(r => r.TransactionsPerCommitted));
+    public Spread StateReadsPerOrder => Spread.Of(Runs.Select(r => r.StateReadsPerCommitted));
+    public Spread StateWritesPerOrder => Spread.Of(Runs.Select(r => r.StateWritesPerCommitted));
+    public int NoisyRuns => Runs.Count(r => r.Cpu.Noisy);
 
     public static IReadOnlyList<CellSummary> From(IEnumerable<RunResult> runs) => runs
         .GroupBy(r => (r.Workload, r.Concurrency, r.SystemId))

@@ -64,7 +64,9 @@ public static class MarkdownReport
         text.AppendLine($"| .NET | {m.DotNet}, {m.GarbageCollector}, {m.Build} build, Orleans {m.OrleansVersion} |");
         text.AppendLine($"| Load average at start | {m.LoadAverageAtStart} (1, 5, 15 min) |");
         text.AppendLine();
-        text.AppendLine("PostgreSQL, the silos and the load generator share this machine; CPU is counted for the whole machine, so anything else running inflates it.");
+        text.AppendLine("PostgreSQL, the silos and the load generator share this machine. CPU per order counts the system's own processes " +
+                        "(this process and PostgreSQL, from `/proc/<pid>/stat`); a run in which other processes used more than " +
+                        $"{CpuUsage.NoisyCores:0.00} cores on average is flagged noisy, and its figures should not be published.");
         text.AppendLine();
     }
 
@@ -104,6 +106,10 @@ public static class MarkdownReport
         text.AppendLine($"| A p99 / B p99 latency, uniform @{at} | {p99} |");
         text.AppendLine($"| A / B committed orders/s, hot @{at} | {Throughput(WorkloadKind.Hot, "A", "B")} |");
         text.AppendLine($"| A / C committed orders/s, uniform @{at} | {Throughput(WorkloadKind.Uniform, "A", "C")} |");
+        var own = Cell(WorkloadKind.Uniform, "A") is { } ua ? Format(ua.CpuMsPerOrder, "0.00") : "n/a (not run)";
+        text.AppendLine($"| A CPU ms per committed order (own processes), uniform @{at} | {own} |");
+        var noisy = report.Runs.Count(r => r.Cpu.Noisy);
+        text.AppendLine($"| runs flagged noisy | {noisy} of {report.Runs.Count} |");
         text.AppendLine();
     }
 
@@ -119,13 +125,16 @@ public static class MarkdownReport
         {
             text.AppendLine($"### {workload.Name()}");
             text.AppendLine();
-            text.AppendLine("| callers | system | committed orders/s | p50 ms | p95 ms | p99 ms | aborted / run | failed (all rounds) | WAL flushes / order | rows written / order | WAL KiB / order | CPU ms / order |");
-            text.AppendLine("|---:|:---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+            text.AppendLine("| callers | system | committed orders/s | p50 ms | p95 ms | p99 ms | aborted / run | failed (all rounds) | WAL flushes / order | rows written / order | WAL KiB / order | PostgreSQL transactions / order | state reads / writes per order | CPU ms / order (own processes) | CPU ms / order (machine) | noisy runs |");
+            text.AppendLine("|---:|:---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
             foreach (var cell in cells.Where(c => c.Workload == workload))
             {
+                // C has no grain state.
+                var storage = cell.SystemId != "C" ? $"{Format(cell.StateReadsPerOrder, "0.00")} / {Format(cell.StateWritesPerOrder, "0.00")}" : "–";
                 text.AppendLine($"| {cell.Concurrency} | {cell.SystemId} | {Format(cell.CommittedPerSecond, "0.0")} | {Format(cell.P50, "0.0")} | {Format(cell.P95, "0.0")} | " +
                                 $"{Format(cell.P99, "0.0")} | {Format(cell.Aborted, "0")} | {cell.FailedTotal} | {Format(cell.WalSyncsPerOrder, "0.00")} | " +
-                                $"{Format(cell.RowsPerOrder, "0.00")} | {Format(cell.WalKilobytesPerOrder, "0.0")} | {Format(cell.CpuMsPerOrder, "0.00")} |");
+                                $"{Format(cell.RowsPerOrder, "0.00")} | {Format(cell.WalKilobytesPerOrder, "0.0")} | {Format(cell.TransactionsPerOrder, "0.00")} | {storage} | " +
+                                $"{Format(cell.CpuMsPerOrder, "0.00")} | {Format(cell.MachineCpuMsPerOrder, "0.00")} | {cell.NoisyRuns} of {cell.Runs.Count} |");
             }
             text.AppendLine();
         }
@@ -200,7 +209,10 @@ public static class MarkdownReport
         text.AppendLine("- PostgreSQL 15 backends publish their statistics asynchronously, and one that goes idle after a burst can hold them for up to 10 s (`PGSTAT_IDLE_INTERVAL`); a backend that exits publishes them at once. Hence the closed connections, and hence the database counters span warm-up and measured load together and are divided by the orders committed in both.");
         text.AppendLine("- Latency: nearest-rank percentiles over every answered order of the measured window (committed and refused).");
         text.AppendLine("- *WAL flushes / order*: delta of `pg_stat_wal.wal_sync` (server-wide) / committed orders. *rows written / order*: delta of `n_tup_ins + n_tup_upd + n_tup_del` from `pg_stat_user_tables`, summed over the system's own databases. *WAL KiB / order*: delta of `pg_stat_wal.wal_bytes`.");
-        text.AppendLine("- *CPU ms / order*: busy CPU time of the whole machine (user + nice + system + irq + softirq + steal from `/proc/stat`) from the start of the measured load to the end of the drain, per committed order.");
+        text.AppendLine("- *PostgreSQL transactions / order*: delta of `pg_stat_database.xact_commit` summed over the system's own databases / committed orders (the counter readings' own few transactions included).");
+        text.AppendLine("- *state reads / writes per order* (A and B; C has no grain state): grain state reads and writes recorded by Orleans' own meter (`orleans-storage-read-latency`, `orleans-storage-write-latency`) during the measured load and drain, per committed order.");
+        text.AppendLine("- *CPU ms / order (own processes)*: user + system time of this process (the silos and the load generator) and of the PostgreSQL server (the postmaster, its live children and its reaped children, from `/proc/<pid>/stat`) from the start of the measured load to the end of the drain, per committed order. *(machine)*: busy CPU of the whole machine (`/proc/stat`) over the same window. A run is *noisy* when the machine's busy time exceeds the two processes' by more than " +
+                        $"{CpuUsage.NoisyCores:0.00} cores on average: something else was running. The load average is recorded at the start and end of every run.");
         text.AppendLine("- A runs with the product defaults (`TwoPC:Protocol:*` not set: prepare timeout 5 s, decision retention 2 min); B with Orleans' defaults (`TransactionalStateOptions`, the ADO.NET provider's default JSON serializer, `[Reentrant]` participants as in Orleans' samples, no load shedding); C with READ COMMITTED and auto-prepared statements.");
         text.AppendLine();
     }
@@ -209,13 +221,16 @@ public static class MarkdownReport
     {
         text.AppendLine("<details><summary>Every run</summary>");
         text.AppendLine();
-        text.AppendLine("| run | workload | callers | round | system | seconds (with wind-down) | committed | aborted | failed | committed orders/s | p50 ms | p99 ms | WAL flushes | rows | CPU s | shipments checked |");
-        text.AppendLine("|---:|---|---:|---:|:---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        text.AppendLine("| run | workload | callers | round | system | seconds (with wind-down) | committed | aborted | failed | committed orders/s | p50 ms | p99 ms | WAL flushes | rows | PostgreSQL transactions | CPU s (this process + PostgreSQL) | CPU s (machine) | other cores | load average start → end | shipments checked |");
+        text.AppendLine("|---:|---|---:|---:|:---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         foreach (var r in runs)
         {
             text.AppendLine(string.Create(CultureInfo.InvariantCulture,
                 $"| {r.RunNumber} | {r.Workload.Name()} | {r.Concurrency} | {r.Round} | {r.SystemId} | {r.Elapsed.TotalSeconds:0.00} | {r.Committed} | {r.Aborted} | {r.Failed} | " +
-                $"{r.CommittedPerSecond:0.0} | {r.Latency.P50Ms:0.0} | {r.Latency.P99Ms:0.0} | {r.Activity.WalSyncs} | {r.Activity.RowsWritten} | {r.CpuBusySeconds:0.00} | {r.Conservation.Shipments} |"));
+                $"{r.CommittedPerSecond:0.0} | {r.Latency.P50Ms:0.0} | {r.Latency.P99Ms:0.0} | {r.Activity.WalSyncs} | {r.Activity.RowsWritten} | {r.Activity.TransactionsCommitted} | " +
+                $"{r.Cpu.ProcessSeconds:0.00} + {(r.Cpu.PostgresSeconds is { } pg ? pg.ToString("0.00", CultureInfo.InvariantCulture) : "n/a")} | {r.Cpu.MachineSeconds:0.00} | " +
+                $"{(r.Cpu.OtherCores is { } other ? other.ToString("0.00", CultureInfo.InvariantCulture) : "n/a")}{(r.Cpu.Noisy ? " (noisy)" : "")} | " +
+                $"{r.LoadAtStart?.One:0.00} → {r.LoadAtEnd?.One:0.00} | {r.Conservation.Shipments} |"));
         }
         text.AppendLine();
         text.AppendLine("</details>");
