@@ -3,6 +3,7 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Npgsql;
 using Orleans.Configuration;
+using Orleans.Connections.Security;
 
 namespace OrleansTwoPC.Client;
 
@@ -27,6 +28,7 @@ public sealed class ClusterConnection : IAsyncDisposable
     public static async Task<ClusterConnection> ConnectAsync(ClientSettings settings, CancellationToken cancellationToken)
     {
         var coordinator = settings.CoordinatorDatabase();
+        var tls = settings.Tls();
         var clusterId = settings.ClusterId;
         var serviceId = settings.ServiceId;
         var builder = new HostApplicationBuilder(new HostApplicationBuilderSettings
@@ -42,6 +44,7 @@ public sealed class ClusterConnection : IAsyncDisposable
         }
 
         var responseTimeout = settings.ResponseTimeout;
+        string? refusedGateway = null;
         builder.UseOrleansClient(client =>
         {
             client.Configure<ClusterOptions>(o =>
@@ -55,6 +58,21 @@ public sealed class ClusterConnection : IAsyncDisposable
                 o.ConnectionString = coordinator;
             });
             client.Configure<ClientMessagingOptions>(o => o.ResponseTimeout = responseTimeout);
+            if (tls is not null)
+            {
+                client.UseTls(tls.Certificate, o =>
+                {
+                    o.RemoteCertificateMode = RemoteCertificateMode.RequireCertificate;
+                    o.ClientCertificateMode = RemoteCertificateMode.RequireCertificate;
+                    o.RemoteCertificateValidation = (certificate, chain, _) =>
+                    {
+                        if (tls.ValidatePeer(certificate, chain, out var reason)) return true;
+                        refusedGateway = reason;
+                        return false;
+                    };
+                });
+            }
+
             // No retry: with no gateway the first attempt fails, and that is the answer.
             client.UseConnectionRetryFilter((_, _) => Task.FromResult(false));
         });
@@ -78,6 +96,8 @@ public sealed class ClusterConnection : IAsyncDisposable
 
             throw ex switch
             {
+                _ when refusedGateway is not null =>
+                    CliException.Connection($"cannot connect to {where}: TLS: the gateway's certificate is not trusted: {refusedGateway}", ex),
                 OperationCanceledException or TimeoutException when timeout.IsCancellationRequested =>
                     CliException.Connection($"cannot connect to {where}: no answer within {settings.ConnectTimeout.TotalSeconds:0.#} s"),
                 _ when FindDatabaseError(ex) is { } database =>
