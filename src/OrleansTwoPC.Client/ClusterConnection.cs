@@ -4,6 +4,7 @@ using Microsoft.Extensions.Logging;
 using Npgsql;
 using Orleans.Configuration;
 using Orleans.Connections.Security;
+using OrleansTwoPC.Abstractions.Security;
 
 namespace OrleansTwoPC.Client;
 
@@ -105,13 +106,19 @@ public sealed class ClusterConnection : IAsyncDisposable
                 _ when Find(ex, e => e is SiloUnavailableException) is not null =>
                     CliException.Connection($"cannot connect to {where}: no gateway is registered; is a silo running?", ex),
                 _ when Find(ex, e => e.GetType().Name == "ConnectionFailedException") is { } failed =>
-                    CliException.Connection($"cannot connect to {where}: {Output.OneLine(failed.Message).TrimEnd('.')}; is a silo running?", ex),
+                    CliException.Connection($"cannot connect to {where}: {Output.OneLine(failed.Message).TrimEnd('.')}; is a silo running? {TlsHint(tls)}", ex),
                 _ => CliException.Connection($"cannot connect to {where}: {Output.OneLine(ex.GetBaseException().Message)}", ex),
             };
         }
     }
 
     public ValueTask DisposeAsync() => DisposeQuietlyAsync(_host);
+
+    // A gateway that requires TLS just closes a connection it cannot authenticate: from here that looks like a
+    // silo that is not there, so the message names the other cause too.
+    private static string TlsHint(ClusterTls? tls) => tls is null
+        ? $"If the cluster requires TLS, this client needs a certificate of the cluster's CA ({ClusterTls.CertificatePathKey}, {ClusterTls.CaPathKey})"
+        : $"TLS is on: the silos may have refused this client's certificate {tls.Certificate.Subject} (is it issued by the CA the silos trust?)";
 
     private static async ValueTask DisposeQuietlyAsync(IHost host)
     {
