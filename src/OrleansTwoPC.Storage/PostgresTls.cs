@@ -5,7 +5,7 @@ using Npgsql;
 namespace OrleansTwoPC.Storage;
 
 /// <summary>A PostgreSQL setting that cannot be used: one line naming the setting and what is wrong.</summary>
-public sealed class PostgresSettingsException(string message, Exception? inner = null) : Exception(message, inner);
+public sealed class PostgresSettingsException(string message, Exception? inner = null) : InvalidOperationException(message, inner);
 
 /// <summary>
 /// TLS for every PostgreSQL connection of a process, from <c>TwoPC:Postgres:SslMode</c> (Npgsql's
