@@ -1,3 +1,4 @@
+using OrleansTwoPC.Grains.Placement;
 using OrleansTwoPC.Grains.Recovery;
 using OrleansTwoPC.Protocol;
 using OrleansTwoPC.Protocol.Coordinator;
@@ -12,7 +13,8 @@ namespace OrleansTwoPC.Silo.Hosting;
 /// another service's participants are asked of that service's recovery grain, which reads them on a silo of
 /// that service.
 /// </summary>
-public sealed class PostgresRecoveryCatalog(StoredStateReader reader, IGrainFactory grains, TimeProvider time) : IRecoveryCatalog
+public sealed class PostgresRecoveryCatalog(
+    StoredStateReader reader, IGrainFactory grains, IClusterMembershipService membership, SiloRoleLookup roles, TimeProvider time) : IRecoveryCatalog
 {
     public async Task<IReadOnlyList<string>> UnfinishedCoordinatorsAsync(TimeSpan olderThan, CancellationToken cancellationToken = default)
     {
@@ -28,7 +30,7 @@ public sealed class PostgresRecoveryCatalog(StoredStateReader reader, IGrainFact
     public async Task<IReadOnlyList<PreparedParticipant>> PreparedParticipantsAsync(ParticipantKind kind, TimeSpan olderThan, string? transactionId = null, CancellationToken cancellationToken = default)
     {
         if (!Reads(kind))
-            return (await ServiceRecovery.For(grains, kind).Prepared(olderThan, transactionId))
+            return (await Remote(kind).Prepared(olderThan, transactionId))
                 .Select(p => new PreparedParticipant(new ParticipantId(kind, p.Key), p.TransactionId, p.Coordinator, p.PreparedAt)).ToList();
         var now = time.GetUtcNow();
         var all = kind switch
@@ -42,7 +44,7 @@ public sealed class PostgresRecoveryCatalog(StoredStateReader reader, IGrainFact
 
     public async Task<IReadOnlyList<TimelineEvent>> ParticipantEventsAsync(ParticipantKind kind, string transactionId, IReadOnlyList<string> keys, bool findOthers, CancellationToken cancellationToken = default)
     {
-        if (!Reads(kind)) return await ServiceRecovery.For(grains, kind).Events(transactionId, keys, findOthers);
+        if (!Reads(kind)) return await Remote(kind).Events(transactionId, keys, findOthers);
         var participants = keys.ToHashSet();
         foreach (var p in await PreparedParticipantsAsync(kind, TimeSpan.Zero, transactionId, cancellationToken)) participants.Add(p.Participant.Key);
         // A presumed or heuristic abort record names no participants: find those that still remember it.
@@ -129,6 +131,23 @@ public sealed class PostgresRecoveryCatalog(StoredStateReader reader, IGrainFact
         var all = new List<PreparedParticipant>();
         foreach (var kind in ServiceRecovery.Kinds) all.AddRange(await PreparedParticipantsAsync(kind, TimeSpan.Zero, transactionId, cancellationToken));
         return all;
+    }
+
+    /// <summary>
+    /// The service's recovery grain, unless no active silo may host it: then one line saying the service is down,
+    /// rather than a placement failure (and Orleans' retries and error logs) on every sweep of an outage.
+    /// </summary>
+    private IServiceRecoveryGrain Remote(ParticipantKind kind)
+    {
+        var role = kind switch
+        {
+            ParticipantKind.Inventory => ServiceRoles.Inventory,
+            ParticipantKind.Payment => ServiceRoles.Payment,
+            _ => ServiceRoles.Shipping,
+        };
+        // A silo whose roles are not known yet might host it: try.
+        var up = membership.CurrentSnapshot.Members.Values.Any(m => m.Status == SiloStatus.Active && (roles.Of(m.SiloAddress) is not { } siloRoles || ServiceRoles.Hosts(siloRoles, role)));
+        return up ? ServiceRecovery.For(grains, kind) : throw new InvalidOperationException($"the {role} service is down: no active silo with role '{role}'");
     }
 
     private static string DatabaseOf(ParticipantKind kind) => kind switch
