@@ -28,6 +28,7 @@ if (command is "help" || args.Any(a => a is "-h" or "--help"))
     Console.WriteLine("configuration: appsettings.json, environment (ConnectionStrings__PostgresServer=...), --ConnectionStrings:PostgresServer=...");
     Console.WriteLine("  --TwoPC:Roles=all|coordinator,inventory,payment,shipping   services this silo hosts (default all)");
     Console.WriteLine("  --TwoPC:Dashboard:Enabled=true [--TwoPC:Dashboard:Port=8080 --TwoPC:Dashboard:Host=127.0.0.1]   Orleans Dashboard");
+    Console.WriteLine("  --TwoPC:Tls:CertificatePath=FILE --TwoPC:Tls:CaPath=FILE [--TwoPC:Tls:KeyPath=FILE --TwoPC:Tls:PasswordFile=FILE]   mutual TLS between silos and clients");
     Console.WriteLine("  --TwoPC:Admin:Enabled=true [--TwoPC:Admin:Port=8081 --TwoPC:Admin:Host=127.0.0.1 --TwoPC:Admin:Tokens:NAME=SECRET]   operator console and HTTP admin API");
     return 0;
 }
