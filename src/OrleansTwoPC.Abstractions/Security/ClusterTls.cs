@@ -227,12 +227,13 @@ public sealed class ClusterTls
         if (!File.Exists(path)) throw new ClusterTlsException($"{key}: {path} does not exist");
     }
 
+    /// <summary>PEM if a PEM boundary appears near the start (openssl may put "Bag Attributes" lines before it); else PKCS#12 (DER).</summary>
     private static bool IsPem(string path)
     {
         using var stream = File.OpenRead(path);
-        Span<byte> start = stackalloc byte[11];
-        var read = stream.Read(start);
-        return read == start.Length && start.SequenceEqual("-----BEGIN "u8);
+        var start = new byte[4096];
+        var read = stream.ReadAtLeast(start, start.Length, throwOnEndOfStream: false);
+        return start.AsSpan(0, read).IndexOf("-----BEGIN "u8) >= 0;
     }
 
     private static string? NonBlank(string? value) => string.IsNullOrWhiteSpace(value) ? null : value.Trim();

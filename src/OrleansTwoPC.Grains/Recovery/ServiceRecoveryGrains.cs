@@ -16,6 +16,7 @@ public sealed record PreparedEntry(
 /// questions about the service's participants from the service's own database, so no other silo needs that
 /// database's credentials.
 /// </summary>
+[Alias("twopc.IServiceRecoveryGrain")]
 public interface IServiceRecoveryGrain : IGrainWithIntegerKey
 {
     Task<IReadOnlyList<PreparedEntry>> Prepared(TimeSpan olderThan, string? transactionId);

@@ -109,5 +109,18 @@ public sealed class ClusterTlsSettingsTests : IDisposable
             Refused(Settings((ClusterTls.CertificatePathKey, crt), (ClusterTls.KeyPathKey, key), (ClusterTls.CaPathKey, caFile), (ClusterTls.AllowedPeersKey, "abc"))));
     }
 
+    [Fact]
+    public void A_PEM_certificate_with_openssl_bag_attributes_before_it_is_read_as_PEM()
+    {
+        var ca = _certificates.CreateAuthority("ca");
+        var caFile = _certificates.WritePem("ca.pem", ca);
+        var silo = _certificates.Issue(ca, "silo");
+        var (crt, key) = _certificates.WritePemPair("silo", silo);
+        File.WriteAllText(crt, "Bag Attributes\n    localKeyID: 01 00 00 00\nsubject=/CN=silo\n" + File.ReadAllText(crt));
+        var tls = ClusterTls.FromConfiguration(Settings((ClusterTls.CertificatePathKey, crt), (ClusterTls.KeyPathKey, key), (ClusterTls.CaPathKey, caFile)), server: true);
+        Assert.Equal(silo.Thumbprint, tls!.Certificate.Thumbprint);
+        Assert.True(tls.Certificate.HasPrivateKey);
+    }
+
     private static string Colons(string hex) => string.Join(':', hex.Chunk(2).Select(c => new string(c)));
 }
