@@ -2,6 +2,7 @@ using System.Data.Common;
 using System.Globalization;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Logging;
+using OrleansTwoPC.Abstractions.Security;
 using OrleansTwoPC.Storage;
 
 namespace OrleansTwoPC.Client;
@@ -112,6 +113,22 @@ public sealed class ClientSettings
             "(appsettings.json, environment ConnectionStrings__PostgresServer=..., or --ConnectionStrings:PostgresServer=...)");
     }
 
+    /// <summary>
+    /// The client's certificate and the cluster's CA when the cluster runs mutual TLS (<c>TwoPC:Tls:*</c>, as for
+    /// the silos), else null. A bad setting is a usage error.
+    /// </summary>
+    public ClusterTls? Tls()
+    {
+        try
+        {
+            return ClusterTls.FromConfiguration(Configuration, server: false);
+        }
+        catch (ClusterTlsException ex)
+        {
+            throw CliException.Usage($"bad TLS configuration: {Output.OneLine(ex.Message)}");
+        }
+    }
+
     /// <summary>All four service databases (for <c>check</c>): given all together, or derived from the server.</summary>
     public ServiceDatabases AllDatabases()
     {
@@ -172,7 +189,23 @@ public sealed class ClientSettings
         }
     }
 
-    private static string WithDefaultTimeout(string connectionString)
+    private string WithDefaultTimeout(string connectionString)
+    {
+        PostgresTls tls;
+        try
+        {
+            tls = PostgresTls.FromConfiguration(Configuration);
+        }
+        catch (PostgresSettingsException ex)
+        {
+            throw CliException.Usage($"bad database configuration: {Output.OneLine(ex.Message)}");
+        }
+
+        // The timeout step checks the string first, so a malformed one is a usage error, not a crash.
+        return tls.Apply(WithDefaultTimeoutOnly(connectionString));
+    }
+
+    private static string WithDefaultTimeoutOnly(string connectionString)
     {
         DbConnectionStringBuilder raw;
         try

@@ -3,6 +3,8 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Npgsql;
 using Orleans.Configuration;
+using Orleans.Connections.Security;
+using OrleansTwoPC.Abstractions.Security;
 
 namespace OrleansTwoPC.Client;
 
@@ -27,6 +29,7 @@ public sealed class ClusterConnection : IAsyncDisposable
     public static async Task<ClusterConnection> ConnectAsync(ClientSettings settings, CancellationToken cancellationToken)
     {
         var coordinator = settings.CoordinatorDatabase();
+        var tls = settings.Tls();
         var clusterId = settings.ClusterId;
         var serviceId = settings.ServiceId;
         var builder = new HostApplicationBuilder(new HostApplicationBuilderSettings
@@ -42,6 +45,7 @@ public sealed class ClusterConnection : IAsyncDisposable
         }
 
         var responseTimeout = settings.ResponseTimeout;
+        string? refusedGateway = null;
         builder.UseOrleansClient(client =>
         {
             client.Configure<ClusterOptions>(o =>
@@ -55,6 +59,21 @@ public sealed class ClusterConnection : IAsyncDisposable
                 o.ConnectionString = coordinator;
             });
             client.Configure<ClientMessagingOptions>(o => o.ResponseTimeout = responseTimeout);
+            if (tls is not null)
+            {
+                client.UseTls(tls.Certificate, o =>
+                {
+                    o.RemoteCertificateMode = RemoteCertificateMode.RequireCertificate;
+                    o.ClientCertificateMode = RemoteCertificateMode.RequireCertificate;
+                    o.RemoteCertificateValidation = (certificate, chain, _) =>
+                    {
+                        if (tls.ValidatePeer(certificate, chain, out var reason)) return true;
+                        refusedGateway = reason;
+                        return false;
+                    };
+                });
+            }
+
             // No retry: with no gateway the first attempt fails, and that is the answer.
             client.UseConnectionRetryFilter((_, _) => Task.FromResult(false));
         });
@@ -78,6 +97,8 @@ public sealed class ClusterConnection : IAsyncDisposable
 
             throw ex switch
             {
+                _ when refusedGateway is not null =>
+                    CliException.Connection($"cannot connect to {where}: TLS: the gateway's certificate is not trusted: {refusedGateway}", ex),
                 OperationCanceledException or TimeoutException when timeout.IsCancellationRequested =>
                     CliException.Connection($"cannot connect to {where}: no answer within {settings.ConnectTimeout.TotalSeconds:0.#} s"),
                 _ when FindDatabaseError(ex) is { } database =>
@@ -85,13 +106,19 @@ public sealed class ClusterConnection : IAsyncDisposable
                 _ when Find(ex, e => e is SiloUnavailableException) is not null =>
                     CliException.Connection($"cannot connect to {where}: no gateway is registered; is a silo running?", ex),
                 _ when Find(ex, e => e.GetType().Name == "ConnectionFailedException") is { } failed =>
-                    CliException.Connection($"cannot connect to {where}: {Output.OneLine(failed.Message).TrimEnd('.')}; is a silo running?", ex),
+                    CliException.Connection($"cannot connect to {where}: {Output.OneLine(failed.Message).TrimEnd('.')}; is a silo running? {TlsHint(tls)}", ex),
                 _ => CliException.Connection($"cannot connect to {where}: {Output.OneLine(ex.GetBaseException().Message)}", ex),
             };
         }
     }
 
     public ValueTask DisposeAsync() => DisposeQuietlyAsync(_host);
+
+    // A gateway that requires TLS just closes a connection it cannot authenticate: from here that looks like a
+    // silo that is not there, so the message names the other cause too.
+    private static string TlsHint(ClusterTls? tls) => tls is null
+        ? $"If the cluster requires TLS, this client needs a certificate of the cluster's CA ({ClusterTls.CertificatePathKey}, {ClusterTls.CaPathKey})"
+        : $"TLS is on: the silos may have refused this client's certificate {tls.Certificate.Subject} (is it issued by the CA the silos trust?)";
 
     private static async ValueTask DisposeQuietlyAsync(IHost host)
     {

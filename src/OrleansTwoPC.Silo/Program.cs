@@ -24,19 +24,23 @@ if (command is "help" || args.Any(a => a is "-h" or "--help"))
     Console.WriteLine("  demo   start a silo, seed, place concurrent orders (some abort), print outcomes and a reconciliation");
     Console.WriteLine("  serve  run a silo until stopped");
     Console.WriteLine("  cluster-demo  start 2 silo processes, stream orders, SIGKILL and replace one silo mid-run, wait for recovery, reconcile");
+    Console.WriteLine("  provision  with an admin connection: create the databases, schema and one PostgreSQL login per service (TwoPC:Logins:<service>:Password)");
     Console.WriteLine("configuration: appsettings.json, environment (ConnectionStrings__PostgresServer=...), --ConnectionStrings:PostgresServer=...");
     Console.WriteLine("  --TwoPC:Roles=all|coordinator,inventory,payment,shipping   services this silo hosts (default all)");
     Console.WriteLine("  --TwoPC:Dashboard:Enabled=true [--TwoPC:Dashboard:Port=8080 --TwoPC:Dashboard:Host=127.0.0.1]   Orleans Dashboard");
+    Console.WriteLine("  --TwoPC:Tls:CertificatePath=FILE --TwoPC:Tls:CaPath=FILE [--TwoPC:Tls:KeyPath=FILE --TwoPC:Tls:PasswordFile=FILE]   mutual TLS between silos and clients");
     Console.WriteLine("  --TwoPC:Admin:Enabled=true [--TwoPC:Admin:Port=8081 --TwoPC:Admin:Host=127.0.0.1 --TwoPC:Admin:Tokens:NAME=SECRET]   operator console and HTTP admin API");
     return 0;
 }
-if (command is not ("demo" or "serve" or "cluster-demo"))
+if (command is not ("demo" or "serve" or "cluster-demo" or "provision"))
 {
-    Console.Error.WriteLine($"unknown command '{command}' (expected demo, serve or cluster-demo; see --help)");
+    Console.Error.WriteLine($"unknown command '{command}' (expected demo, serve, cluster-demo or provision; see --help)");
     return 2;
 }
 if (command == "cluster-demo")
     return await RunClusterDemoAsync(settings);
+if (command == "provision")
+    return await ProvisionCommand.RunAsync(settings, Console.Out, Console.Error);
 
 // appsettings.json is read from beside the executable, so the command works from any directory.
 // With the Orleans Dashboard or the operator console on, the silo runs inside an ASP.NET Core host that serves them.
@@ -60,8 +64,13 @@ try
     // Ports first: a taken one is one clear line, before PostgreSQL or Orleans start.
     var endpoints = SiloEndpoints.FromConfiguration(builder.Configuration);
     using var ports = PortReservation.Acquire(endpoints.Listeners);
+    // Certificates next: a bad file is one clear line too.
+    var tls = SiloTls.Load(builder.Configuration);
     var startupLogger = new SerilogLoggerFactory(Log.Logger).CreateLogger("OrleansTwoPC.Startup");
-    await using var postgres = await PostgresTopology.StartAsync(builder.Configuration, startupLogger, cancel.Token);
+    // Only the databases of this silo's services (and the cluster's): it may hold no other credentials.
+    var roles = ServiceRoles.Normalize(builder.Configuration[ServiceRoles.ConfigurationKey]);
+    var required = ServiceLogins.DatabasesFor(ServiceRoles.Every.Where(r => ServiceRoles.Hosts(roles, r)));
+    await using var postgres = await PostgresTopology.StartAsync(builder.Configuration, startupLogger, required, cancel.Token);
     var databases = postgres.Databases;
 
     builder.UseOrleans(silo =>
@@ -79,6 +88,7 @@ try
         silo.ConfigureEndpoints(endpoints.AdvertisedIp, endpoints.SiloPort, endpoints.GatewayPort);
         silo.ReleasePortsBeforeListening(ports);
         silo.AddTwoPhaseCommit(databases, builder.Configuration);
+        if (tls is not null) silo.UseClusterTls(tls, startupLogger);
         SiloHostBuilder.AddDashboardIfEnabled(silo, builder);
     });
 
@@ -96,6 +106,7 @@ try
         if (postgres.Source == PostgresSource.Embedded)
             Console.WriteLine($"Embedded PostgreSQL: tpc --ConnectionStrings:PostgresServer=\"{postgres.ServerConnectionString}\" ...");
         Console.WriteLine($"Silo running with roles: {ServiceRoles.Normalize(builder.Configuration[ServiceRoles.ConfigurationKey])}");
+        Console.WriteLine(tls is null ? "Cluster TLS: off" : $"Cluster TLS: on, mutual, certificate {tls.Describe()}");
         if (SiloHostBuilder.DashboardUrl(builder.Configuration) is { } dashboard)
             Console.WriteLine($"Orleans Dashboard: {dashboard}");
         if (AdminSettings.FromConfiguration(builder.Configuration) is { } admin)
@@ -111,7 +122,7 @@ catch (OperationCanceledException) when (cancel.IsCancellationRequested)
 {
     return 130;
 }
-catch (SiloStartupException ex)
+catch (Exception ex) when (ex is SiloStartupException or PostgresSettingsException)
 {
     Console.Error.WriteLine($"error: {ex.Message}");
     return 1;

@@ -26,17 +26,41 @@ public static class PostgresTopology
     public const string DefaultDatabasePrefix = "twopc";
 
     /// <summary>Resolves, provisions and returns the databases (see the class summary).</summary>
+    public static Task<PostgresRuntime> StartAsync(
+        IConfiguration configuration, ILogger logger, CancellationToken cancellationToken = default) =>
+        StartAsync(configuration, logger, ServiceDatabases.Names, cancellationToken);
+
+    /// <summary>
+    /// As above, for a process that needs only <paramref name="requiredDatabases"/> (names of
+    /// <see cref="ServiceDatabases.Names"/>): given explicit connection strings, the others may be left out
+    /// (they are empty in the result, see <see cref="ServiceDatabases.Has"/>), so a silo can run with the
+    /// credentials of its own services only. <c>TwoPC:ProvisionDatabases=false</c> creates nothing: the
+    /// databases and schema must exist (see <see cref="ServiceLogins"/>), which is what a login without
+    /// CREATE rights needs. <c>TwoPC:Postgres:SslMode</c>/<c>RootCertificate</c> apply to every connection
+    /// (see <see cref="PostgresTls"/>) except an embedded server's.
+    /// </summary>
     public static async Task<PostgresRuntime> StartAsync(
-        IConfiguration configuration, ILogger logger, CancellationToken cancellationToken = default)
+        IConfiguration configuration, ILogger logger, IReadOnlyCollection<string> requiredDatabases, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(configuration);
         ArgumentNullException.ThrowIfNull(logger);
+        ArgumentNullException.ThrowIfNull(requiredDatabases);
 
-        var explicitDatabases = ReadExplicitDatabases(configuration);
+        var tls = PostgresTls.FromConfiguration(configuration);
+        var provision = ReadProvision(configuration);
+        var explicitDatabases = ReadExplicitDatabases(configuration, requiredDatabases);
         if (explicitDatabases is not null)
         {
+            explicitDatabases = tls.Apply(explicitDatabases);
             logger.LogInformation("Using the configured service databases: {Databases}", explicitDatabases);
-            foreach (var (_, connectionString) in explicitDatabases.All)
+            if (!provision)
+            {
+                await Task.WhenAll(explicitDatabases.All.Where(x => x.Value.Length > 0)
+                    .Select(x => SchemaApplier.RequireAppliedAsync(x.Value, cancellationToken))).ConfigureAwait(false);
+                return new PostgresRuntime(explicitDatabases, PostgresSource.ConnectionStrings, null, null);
+            }
+
+            foreach (var (_, connectionString) in explicitDatabases.All.Where(x => x.Value.Length > 0))
             {
                 await DatabaseProvisioner.EnsureDatabaseForAsync(connectionString, cancellationToken: cancellationToken).ConfigureAwait(false);
             }
@@ -49,6 +73,14 @@ public static class PostgresTopology
         var server = configuration.GetConnectionString(PostgresServerName);
         if (!string.IsNullOrWhiteSpace(server))
         {
+            server = tls.Apply(server);
+            if (!provision)
+            {
+                var existing = DeriveDatabases(server, prefix);
+                await Task.WhenAll(existing.All.Select(x => SchemaApplier.RequireAppliedAsync(x.Value, cancellationToken))).ConfigureAwait(false);
+                return new PostgresRuntime(existing, PostgresSource.Server, server, null);
+            }
+
             logger.LogInformation("Using PostgreSQL server {Server} with database prefix {Prefix}",
                 PostgresConnectionStrings.Redact(server), prefix);
             var databases = await ProvisionOnServerAsync(server, prefix, cancellationToken).ConfigureAwait(false);
@@ -104,11 +136,11 @@ public static class PostgresTopology
         return databases;
     }
 
-    /// <summary>Applies the schema to all four databases (in parallel: advisory locks are per database).</summary>
+    /// <summary>Applies the schema to the databases given (in parallel: advisory locks are per database).</summary>
     public static Task ApplySchemaAsync(ServiceDatabases databases, CancellationToken cancellationToken = default) =>
-        Task.WhenAll(databases.All.Select(x => SchemaApplier.ApplyAsync(x.Value, cancellationToken)));
+        Task.WhenAll(databases.All.Where(x => x.Value.Length > 0).Select(x => SchemaApplier.ApplyAsync(x.Value, cancellationToken)));
 
-    private static ServiceDatabases? ReadExplicitDatabases(IConfiguration configuration)
+    private static ServiceDatabases? ReadExplicitDatabases(IConfiguration configuration, IReadOnlyCollection<string> required)
     {
         var values = ServiceDatabases.Names
             .Select(name => (name, value: configuration.GetConnectionString(name)))
@@ -119,21 +151,34 @@ public static class PostgresTopology
             return null;
         }
 
-        if (given.Count != values.Count)
+        var missing = values.Where(x => string.IsNullOrWhiteSpace(x.value) && required.Contains(x.name, StringComparer.OrdinalIgnoreCase))
+            .Select(x => $"ConnectionStrings:{x.name}").ToList();
+        if (missing.Count > 0)
         {
-            var missing = values.Where(x => string.IsNullOrWhiteSpace(x.value)).Select(x => $"ConnectionStrings:{x.name}");
-            throw new InvalidOperationException(
-                "Service connection strings must be given all together or not at all. Given: " +
+            throw new PostgresSettingsException(
+                (required.Count == values.Count
+                    ? "Service connection strings must be given all together or not at all. Given: "
+                    : $"This silo needs the databases {string.Join(", ", required)} (its roles', and Coordinator for the cluster's membership and reminders). Given: ") +
                 string.Join(", ", given.Select(x => $"ConnectionStrings:{x.name}")) +
                 ". Missing: " + string.Join(", ", missing) +
                 $". Alternatively set only ConnectionStrings:{PostgresServerName} to derive all four.");
         }
 
-        return new ServiceDatabases(
-            PostgresConnectionStrings.WithDefaultPool(values[0].value!),
-            PostgresConnectionStrings.WithDefaultPool(values[1].value!),
-            PostgresConnectionStrings.WithDefaultPool(values[2].value!),
-            PostgresConnectionStrings.WithDefaultPool(values[3].value!));
+        // One not given (and not needed) stays empty: this process holds no credentials for it.
+        string Pick(int i) => string.IsNullOrWhiteSpace(values[i].value) ? "" : PostgresConnectionStrings.WithDefaultPool(values[i].value!);
+        return new ServiceDatabases(Pick(0), Pick(1), Pick(2), Pick(3));
+    }
+
+    /// <summary><c>TwoPC:ProvisionDatabases</c>: true (the default) creates missing databases and applies the schema.</summary>
+    public const string ProvisionKey = "TwoPC:ProvisionDatabases";
+
+    private static bool ReadProvision(IConfiguration configuration)
+    {
+        var text = configuration[ProvisionKey];
+        if (string.IsNullOrWhiteSpace(text)) return true;
+        return bool.TryParse(text.Trim(), out var value)
+            ? value
+            : throw new PostgresSettingsException($"{ProvisionKey} must be true or false, not '{text}'");
     }
 
     private static string ReadPrefix(IConfiguration configuration)

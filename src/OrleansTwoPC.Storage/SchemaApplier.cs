@@ -43,6 +43,12 @@ public static class SchemaApplier
             {
                 await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
             }
+            catch (PostgresException ex) when (ex.SqlState == PostgresErrorCodes.InsufficientPrivilege)
+            {
+                throw new PostgresSettingsException(
+                    $"Schema script {script.Name} failed on database '{builder.Database}': {ex.MessageText}. User '{builder.Username}' may not change the schema: " +
+                    $"provision the databases with an owner's credentials (OrleansTwoPC.Silo provision) and start with {PostgresTopology.ProvisionKey}=false", ex);
+            }
             catch (PostgresException ex)
             {
                 throw new InvalidOperationException(
@@ -51,6 +57,36 @@ public static class SchemaApplier
         }
 
         await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Checks, without changing anything, that the database is reachable and carries the schema (its query
+    /// table is filled): for a process that may not apply the schema itself. One clear error otherwise.
+    /// </summary>
+    public static async Task RequireAppliedAsync(string connectionString, CancellationToken cancellationToken = default)
+    {
+        var builder = new NpgsqlConnectionStringBuilder(connectionString) { Pooling = false };
+        var where = $"database '{builder.Database}' on {builder.Host}:{builder.Port} as '{builder.Username}'";
+        try
+        {
+            await using var connection = new NpgsqlConnection(builder.ConnectionString);
+            await connection.OpenAsync(cancellationToken).ConfigureAwait(false);
+            await using var command = new NpgsqlCommand("SELECT count(*) FROM orleansquery", connection);
+            if ((long)(await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))! == 0)
+                throw new PostgresSettingsException($"{where}: the schema's query table is empty; provision the databases first (OrleansTwoPC.Silo provision)");
+        }
+        catch (PostgresException ex) when (ex.SqlState == PostgresErrorCodes.UndefinedTable)
+        {
+            throw new PostgresSettingsException($"{where} has no schema; provision the databases first (OrleansTwoPC.Silo provision)", ex);
+        }
+        catch (PostgresException ex)
+        {
+            throw new PostgresSettingsException($"{where}: {ex.MessageText}", ex);
+        }
+        catch (NpgsqlException ex)
+        {
+            throw new PostgresSettingsException($"cannot connect to {where}: {ex.GetBaseException().Message}", ex);
+        }
     }
 
     private static IReadOnlyList<SchemaScript> LoadScripts()

@@ -22,7 +22,20 @@ public sealed record ServiceDatabases(string Inventory, string Payments, string 
     public string this[string name] => All.FirstOrDefault(x => string.Equals(x.Key, name, StringComparison.OrdinalIgnoreCase)).Value
         ?? throw new KeyNotFoundException($"No service database named '{name}'. Known: {string.Join(", ", Names)}.");
 
+    /// <summary>
+    /// Whether this process holds credentials for the database (a silo started with its own services'
+    /// connection strings only leaves the others empty).
+    /// </summary>
+    public bool Has(string name) => this[name].Length > 0;
+
+    /// <summary>The same databases without those not named (empty): what a process may read of them.</summary>
+    public ServiceDatabases Only(IReadOnlyCollection<string> names)
+    {
+        string Keep(string name, string value) => names.Contains(name, StringComparer.OrdinalIgnoreCase) ? value : "";
+        return new ServiceDatabases(Keep("Inventory", Inventory), Keep("Payments", Payments), Keep("Shipping", Shipping), Keep("Coordinator", Coordinator));
+    }
+
     /// <summary>Hides passwords, for logs.</summary>
     public override string ToString() =>
-        string.Join("; ", All.Select(x => $"{x.Key}=[{PostgresConnectionStrings.Redact(x.Value)}]"));
+        string.Join("; ", All.Select(x => $"{x.Key}=[{(x.Value.Length == 0 ? "none" : PostgresConnectionStrings.Redact(x.Value))}]"));
 }

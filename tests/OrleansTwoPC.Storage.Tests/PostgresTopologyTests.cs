@@ -67,7 +67,7 @@ public sealed class PostgresTopologyTests(PostgresFixture fixture)
             ("ConnectionStrings:Inventory", fixture.Databases.Inventory),
             ("ConnectionStrings:Payments", fixture.Databases.Payments));
 
-        var ex = await Assert.ThrowsAsync<InvalidOperationException>(() => PostgresTopology.StartAsync(config, NullLogger.Instance));
+        var ex = await Assert.ThrowsAsync<PostgresSettingsException>(() => PostgresTopology.StartAsync(config, NullLogger.Instance));
 
         Assert.Contains("ConnectionStrings:Shipping", ex.Message);
         Assert.Contains("ConnectionStrings:Coordinator", ex.Message);

@@ -34,7 +34,21 @@ public sealed class RecoverySweeper(IGrainFactory grains, IRecoveryCatalog catal
             }));
         }
 
-        var prepared = await catalog.PreparedParticipantsAsync(participantAge, onlyTransaction);
+        // Service by service: each lists its own in-doubt participants from its own database, and one service
+        // that is down (or its database) does not keep the others' participants from being settled.
+        var prepared = new List<PreparedParticipant>();
+        foreach (var kind in ServiceRecovery.Kinds)
+        {
+            try
+            {
+                prepared.AddRange(await catalog.PreparedParticipantsAsync(kind, participantAge, onlyTransaction));
+            }
+            catch (Exception ex)
+            {
+                errors.Add($"{kind} participants: {ex.GetBaseException().Message}");
+            }
+        }
+
         var participants = prepared.Select(p => p.Participant).Distinct().ToList();
         var resolved = 0;
         foreach (var batch in participants.Chunk(32))

@@ -1,3 +1,4 @@
+using OrleansTwoPC.Grains.Placement;
 using OrleansTwoPC.Grains.Recovery;
 using OrleansTwoPC.Protocol;
 using OrleansTwoPC.Protocol.Coordinator;
@@ -6,8 +7,14 @@ using OrleansTwoPC.Storage.Records;
 
 namespace OrleansTwoPC.Silo.Hosting;
 
-/// <summary>Answers recovery's and operators' questions from the service databases (read-only SQL).</summary>
-public sealed class PostgresRecoveryCatalog(StoredStateReader reader, TimeProvider time) : IRecoveryCatalog
+/// <summary>
+/// Answers recovery's and operators' questions from the service databases (read-only SQL). It reads only the
+/// databases this silo holds credentials for (<see cref="StoredStateReader.Databases"/>, its own services'):
+/// another service's participants are asked of that service's recovery grain, which reads them on a silo of
+/// that service.
+/// </summary>
+public sealed class PostgresRecoveryCatalog(
+    StoredStateReader reader, IGrainFactory grains, IClusterMembershipService membership, SiloRoleLookup roles, TimeProvider time) : IRecoveryCatalog
 {
     public async Task<IReadOnlyList<string>> UnfinishedCoordinatorsAsync(TimeSpan olderThan, CancellationToken cancellationToken = default)
     {
@@ -18,14 +25,44 @@ public sealed class PostgresRecoveryCatalog(StoredStateReader reader, TimeProvid
             .ToList();
     }
 
-    public async Task<IReadOnlyList<PreparedParticipant>> PreparedParticipantsAsync(TimeSpan olderThan, string? transactionId = null, CancellationToken cancellationToken = default)
+    public bool Reads(ParticipantKind kind) => reader.Databases.Has(DatabaseOf(kind));
+
+    public async Task<IReadOnlyList<PreparedParticipant>> PreparedParticipantsAsync(ParticipantKind kind, TimeSpan olderThan, string? transactionId = null, CancellationToken cancellationToken = default)
     {
+        if (!Reads(kind))
+            return (await Remote(kind).Prepared(olderThan, transactionId))
+                .Select(p => new PreparedParticipant(new ParticipantId(kind, p.Key), p.TransactionId, p.Coordinator, p.PreparedAt)).ToList();
         var now = time.GetUtcNow();
-        var all = new List<PreparedParticipant>();
-        all.AddRange(Prepared(ParticipantKind.Inventory, await reader.InventoryAsync(true, cancellationToken: cancellationToken)));
-        all.AddRange(Prepared(ParticipantKind.Payment, await reader.PaymentsAsync(true, cancellationToken: cancellationToken)));
-        all.AddRange(Prepared(ParticipantKind.Shipment, await reader.ShipmentsAsync(true, cancellationToken: cancellationToken)));
+        var all = kind switch
+        {
+            ParticipantKind.Inventory => Prepared(kind, await reader.InventoryAsync(true, cancellationToken: cancellationToken)),
+            ParticipantKind.Payment => Prepared(kind, await reader.PaymentsAsync(true, cancellationToken: cancellationToken)),
+            _ => Prepared(kind, await reader.ShipmentsAsync(true, cancellationToken: cancellationToken)),
+        };
         return all.Where(p => now - p.PreparedAt >= olderThan && (transactionId is null || p.TransactionId == transactionId)).ToList();
+    }
+
+    public async Task<IReadOnlyList<TimelineEvent>> ParticipantEventsAsync(ParticipantKind kind, string transactionId, IReadOnlyList<string> keys, bool findOthers, CancellationToken cancellationToken = default)
+    {
+        if (!Reads(kind)) return await Remote(kind).Events(transactionId, keys, findOthers);
+        var participants = keys.ToHashSet();
+        foreach (var p in await PreparedParticipantsAsync(kind, TimeSpan.Zero, transactionId, cancellationToken)) participants.Add(p.Participant.Key);
+        // A presumed or heuristic abort record names no participants: find those that still remember it.
+        if (findOthers)
+            foreach (var (participant, _) in await reader.ParticipantsMentioningAsync(transactionId, kind, cancellationToken)) participants.Add(participant.Key);
+
+        var events = new List<TimelineEvent>();
+        foreach (var key in participants)
+        {
+            var participant = new ParticipantId(kind, key);
+            var (prepared, decided) = await ParticipantView(participant, transactionId, cancellationToken);
+            if (prepared is { } at)
+                events.Add(new TimelineEvent(at, participant.ToString(), "prepared (reservation durable, waiting for the decision)"));
+            if (decided is { } d)
+                events.Add(new TimelineEvent(d.DecidedAt, participant.ToString(), d.Outcome == Decision.Commit ? "committed" : "rolled back"));
+        }
+
+        return events;
     }
 
     public async Task<IReadOnlyList<UnfinishedTransaction>> ListUnfinishedAsync(CancellationToken cancellationToken = default)
@@ -42,7 +79,7 @@ public sealed class PostgresRecoveryCatalog(StoredStateReader reader, TimeProvid
                     p.Acknowledged ? "acknowledged" : "not acknowledged")).ToList()));
         }
         var known = decided.Select(c => c.Key).ToHashSet();
-        foreach (var group in (await PreparedParticipantsAsync(TimeSpan.Zero, null, cancellationToken)).GroupBy(p => p.TransactionId))
+        foreach (var group in (await AllPreparedAsync(null, cancellationToken)).GroupBy(p => p.TransactionId))
         {
             if (known.Contains(group.Key)) continue;
             var record = (await reader.CoordinatorAsync(group.Key, cancellationToken)).FirstOrDefault()?.State;
@@ -75,22 +112,51 @@ public sealed class PostgresRecoveryCatalog(StoredStateReader reader, TimeProvid
             if (record.CompletedAt is { } completed)
                 events.Add(new TimelineEvent(completed, "coordinator", "completed: every participant acknowledged"));
         }
-        foreach (var p in await PreparedParticipantsAsync(TimeSpan.Zero, transactionId, cancellationToken)) participants.Add(p.Participant);
-        // A presumed or heuristic abort record names no participants: find those that still remember it.
-        if (record is null || record.Participants.Count == 0)
-            foreach (var (participant, _) in await reader.ParticipantsMentioningAsync(transactionId, cancellationToken)) participants.Add(participant);
 
-        foreach (var participant in participants)
+        var findOthers = record is null || record.Participants.Count == 0;
+        var serviceEvents = new List<TimelineEvent>();
+        foreach (var kind in ServiceRecovery.Kinds)
         {
-            var (prepared, decided) = await ParticipantView(participant, transactionId, cancellationToken);
-            if (prepared is { } at)
-                events.Add(new TimelineEvent(at, participant.ToString(), "prepared (reservation durable, waiting for the decision)"));
-            if (decided is { } d)
-                events.Add(new TimelineEvent(d.DecidedAt, participant.ToString(), d.Outcome == Decision.Commit ? "committed" : "rolled back"));
+            var keys = participants.Where(p => p.Kind == kind).Select(p => p.Key).ToList();
+            serviceEvents.AddRange(await ParticipantEventsAsync(kind, transactionId, keys, findOthers, cancellationToken));
         }
-        return new TransactionTimeline(transactionId, record is not null || participants.Count > 0,
+
+        events.AddRange(serviceEvents);
+        return new TransactionTimeline(transactionId, record is not null || serviceEvents.Count > 0,
             record?.Decision.ToString() ?? "None", events.OrderBy(e => e.At).ToList());
     }
+
+    private async Task<IReadOnlyList<PreparedParticipant>> AllPreparedAsync(string? transactionId, CancellationToken cancellationToken)
+    {
+        var all = new List<PreparedParticipant>();
+        foreach (var kind in ServiceRecovery.Kinds) all.AddRange(await PreparedParticipantsAsync(kind, TimeSpan.Zero, transactionId, cancellationToken));
+        return all;
+    }
+
+    /// <summary>
+    /// The service's recovery grain, unless no active silo may host it: then one line saying the service is down,
+    /// rather than a placement failure (and Orleans' retries and error logs) on every sweep of an outage.
+    /// </summary>
+    private IServiceRecoveryGrain Remote(ParticipantKind kind)
+    {
+        var role = kind switch
+        {
+            ParticipantKind.Inventory => ServiceRoles.Inventory,
+            ParticipantKind.Payment => ServiceRoles.Payment,
+            _ => ServiceRoles.Shipping,
+        };
+        // A silo whose roles are not known yet might host it: try.
+        var up = membership.CurrentSnapshot.Members.Values.Any(m => m.Status == SiloStatus.Active && (roles.Of(m.SiloAddress) is not { } siloRoles || ServiceRoles.Hosts(siloRoles, role)));
+        return up ? ServiceRecovery.For(grains, kind) : throw new InvalidOperationException($"the {role} service is down: no active silo with role '{role}'");
+    }
+
+    private static string DatabaseOf(ParticipantKind kind) => kind switch
+    {
+        ParticipantKind.Inventory => "Inventory",
+        ParticipantKind.Payment => "Payments",
+        ParticipantKind.Shipment => "Shipping",
+        _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "unknown participant kind"),
+    };
 
     private async Task<(DateTimeOffset? PreparedAt, DecidedTransaction? Decided)> ParticipantView(ParticipantId participant, string tx, CancellationToken cancellationToken)
     {

@@ -38,10 +38,23 @@ public static class TwoPhaseCommitSiloExtensions
     /// </summary>
     public static ISiloBuilder AddTwoPhaseCommit(this ISiloBuilder silo, ServiceDatabases databases, IConfiguration configuration)
     {
-        AddStorage(silo, StorageNames.Inventory, databases.Inventory);
-        AddStorage(silo, StorageNames.Payments, databases.Payments);
-        AddStorage(silo, StorageNames.Shipping, databases.Shipping);
-        AddStorage(silo, StorageNames.Coordinator, databases.Coordinator);
+        // Least privilege: grain storage and direct reads only for this silo's own services' databases (see
+        // ServiceLogins); the coordinator database's cluster tables (reminders, membership) serve every silo.
+        var roles = ServiceRoles.Normalize(configuration[ServiceRoles.ConfigurationKey]);
+        var own = databases.Only(ServiceLogins.DatabasesFor(ServiceRoles.Every.Where(r => ServiceRoles.Hosts(roles, r)))
+            .Where(name => name != "Coordinator" || ServiceRoles.Hosts(roles, ServiceRoles.Coordinator)).ToList());
+        foreach (var (role, storage, database) in new[]
+                 {
+                     (ServiceRoles.Inventory, StorageNames.Inventory, "Inventory"), (ServiceRoles.Payment, StorageNames.Payments, "Payments"),
+                     (ServiceRoles.Shipping, StorageNames.Shipping, "Shipping"), (ServiceRoles.Coordinator, StorageNames.Coordinator, "Coordinator"),
+                 })
+        {
+            if (!ServiceRoles.Hosts(roles, role)) continue;
+            if (!own.Has(database))
+                throw new SiloStartupException($"this silo hosts the {role} service but has no connection string for its database (ConnectionStrings:{database})");
+            AddStorage(silo, storage, own[database]);
+        }
+
         silo.UseAdoNetReminderService(o =>
         {
             o.Invariant = AdoNetInvariant;
@@ -68,7 +81,6 @@ public static class TwoPhaseCommitSiloExtensions
 
         // Service roles: every silo publishes its roles as silo metadata; participant and coordinator grains
         // carry a placement filter that keeps them on silos of their role.
-        var roles = ServiceRoles.Normalize(configuration[ServiceRoles.ConfigurationKey]);
         silo.UseSiloMetadata(new Dictionary<string, string> { [ServiceRoles.MetadataKey] = roles });
         silo.Services.AddSingleton(new LocalSiloRoles(roles));
         silo.Services.AddSingleton<SiloRoleLookup>();
@@ -85,7 +97,7 @@ public static class TwoPhaseCommitSiloExtensions
         silo.Services.AddSingleton(_ => new OrleansTwoPC.Grains.Coordinator.ExistingResourceCache());
         silo.Services.AddSingleton<CrashInjector>();
         silo.Services.AddSingleton(databases);
-        silo.Services.AddSingleton(sp => new StoredStateReader(databases));
+        silo.Services.AddSingleton(sp => new StoredStateReader(own));
         silo.Services.AddSingleton<IRecoveryCatalog, PostgresRecoveryCatalog>();
         silo.Services.AddSingleton<RecoverySweeper>();
         silo.AddStartupTask<RecoveryAgentStartup>();

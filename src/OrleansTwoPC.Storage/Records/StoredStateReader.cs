@@ -41,6 +41,15 @@ public sealed class StoredStateReader(ServiceDatabases databases)
     /// sequential scan: for operators' one-off lookups, not for hot paths.</summary>
     public async Task<IReadOnlyList<(ParticipantId Participant, string Key)>> ParticipantsMentioningAsync(string transactionId, CancellationToken cancellationToken = default)
     {
+        var result = new List<(ParticipantId, string)>();
+        foreach (var kind in new[] { ParticipantKind.Inventory, ParticipantKind.Payment, ParticipantKind.Shipment })
+            result.AddRange(await ParticipantsMentioningAsync(transactionId, kind, cancellationToken));
+        return result;
+    }
+
+    /// <summary>As above, of one service only.</summary>
+    public async Task<IReadOnlyList<(ParticipantId Participant, string Key)>> ParticipantsMentioningAsync(string transactionId, ParticipantKind only, CancellationToken cancellationToken = default)
+    {
         var mention = "\"" + transactionId + "\":";
         var result = new List<(ParticipantId, string)>();
         foreach (var (kind, connectionString, state) in new[]
@@ -48,7 +57,7 @@ public sealed class StoredStateReader(ServiceDatabases databases)
                      (ParticipantKind.Inventory, databases.Inventory, StateNames.Inventory),
                      (ParticipantKind.Payment, databases.Payments, StateNames.Payment),
                      (ParticipantKind.Shipment, databases.Shipping, StateNames.Shipment),
-                 })
+                 }.Where(x => x.Item1 == only))
         {
             var rows = await ReadAsync<System.Text.Json.JsonElement>(connectionString, state, null, null, cancellationToken, mention);
             result.AddRange(rows.Select(r => (new ParticipantId(kind, r.Key), r.Key)));
@@ -68,7 +77,7 @@ public sealed class StoredStateReader(ServiceDatabases databases)
                  {
                      ("inventory", databases.Inventory), ("payments", databases.Payments),
                      ("shipping", databases.Shipping), ("coordinator", databases.Coordinator),
-                 })
+                 }.Where(x => x.Item2.Length > 0))
         {
             await using var connection = new NpgsqlConnection(connectionString);
             await connection.OpenAsync(cancellationToken);
@@ -88,6 +97,9 @@ public sealed class StoredStateReader(ServiceDatabases databases)
     /// </summary>
     private static async Task<IReadOnlyList<StoredState<T>>> ReadAsync<T>(string connectionString, string stateName, string? filter, string? key, CancellationToken cancellationToken, string? mentions = null)
     {
+        // An empty connection string: this process was given no credentials for that service's database.
+        if (connectionString.Length == 0)
+            throw new InvalidOperationException($"this process holds no credentials for the database of {stateName}");
         try
         {
             return await ReadOnceAsync<T>(connectionString, stateName, filter, key, cancellationToken, mentions);

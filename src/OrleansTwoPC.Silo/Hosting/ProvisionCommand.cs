@@ -1,0 +1,54 @@
+using Microsoft.Extensions.Configuration;
+using OrleansTwoPC.Storage;
+
+namespace OrleansTwoPC.Silo.Hosting;
+
+/// <summary>
+/// <c>OrleansTwoPC.Silo provision</c>: the operator step that prepares a least-privilege deployment. With an
+/// admin connection (<c>ConnectionStrings:PostgresServer</c>) it creates the four databases and the schema, and
+/// one login per service with only the rights its silos need (<see cref="ServiceLogins"/>); the silos then run
+/// with <c>TwoPC:ProvisionDatabases=false</c> and their own service's connection strings. Safe to run again
+/// (it sets the passwords anew). Passwords come from <c>TwoPC:Logins:&lt;service&gt;:Password</c> or a mounted
+/// file (<c>:PasswordFile</c>) and are never printed.
+/// </summary>
+public static class ProvisionCommand
+{
+    public static async Task<int> RunAsync(string[] settings, TextWriter output, TextWriter error)
+    {
+        var configuration = new ConfigurationBuilder()
+            .SetBasePath(AppContext.BaseDirectory)
+            .AddJsonFile("appsettings.json", optional: true)
+            .AddEnvironmentVariables()
+            .AddCommandLine(settings)
+            .Build();
+        try
+        {
+            var server = configuration.GetConnectionString(PostgresTopology.PostgresServerName);
+            if (string.IsNullOrWhiteSpace(server))
+                throw new PostgresSettingsException($"provision needs an admin connection: ConnectionStrings:{PostgresTopology.PostgresServerName}");
+            server = PostgresTls.FromConfiguration(configuration).Apply(server);
+            var prefix = string.IsNullOrWhiteSpace(configuration[PostgresTopology.DatabasePrefixKey])
+                ? PostgresTopology.DefaultDatabasePrefix
+                : configuration[PostgresTopology.DatabasePrefixKey]!.Trim();
+            var logins = ServiceLogins.FromConfiguration(configuration, prefix);
+            var databases = await ServiceLogins.ProvisionAsync(server, prefix, logins);
+            output.WriteLine($"Provisioned {string.Join(", ", databases.All.Select(d => PostgresConnectionStrings.DatabaseOf(d.Value)))} and {logins.Count} logins:");
+            foreach (var login in logins)
+            {
+                var names = login.Service == ServiceLogins.Client
+                    ? ["Coordinator"]
+                    : ServiceLogins.DatabasesFor([login.Service]);
+                output.WriteLine($"  {login.Service}: login '{login.User}' for " +
+                                 string.Join(" and ", names.Select(n => $"ConnectionStrings:{n}=\"{ServiceLogins.ConnectionString(server, PostgresConnectionStrings.DatabaseOf(databases[n]), login, withPassword: false)};Password=...\"")));
+            }
+
+            output.WriteLine("Start each silo with its own login's connection strings and TwoPC:ProvisionDatabases=false.");
+            return 0;
+        }
+        catch (Exception ex) when (ex is PostgresSettingsException or ArgumentException or Npgsql.NpgsqlException or InvalidOperationException)
+        {
+            error.WriteLine($"error: {(ex is PostgresSettingsException ? ex.Message : ex.GetBaseException().Message)}");
+            return 1;
+        }
+    }
+}
