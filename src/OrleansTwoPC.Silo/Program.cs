@@ -142,12 +142,7 @@ finally
 // processes of this executable and talks to them as an Orleans client.
 static async Task<int> RunClusterDemoAsync(string[] settings)
 {
-    var configuration = new ConfigurationBuilder()
-        .SetBasePath(AppContext.BaseDirectory)
-        .AddJsonFile("appsettings.json", optional: true)
-        .AddEnvironmentVariables()
-        .AddCommandLine(settings)
-        .Build();
+    var configuration = SiloHostBuilder.ReadConfiguration(settings);
     Log.Logger = new LoggerConfiguration().MinimumLevel.Warning()
         .WriteTo.Console(outputTemplate: "[{Timestamp:HH:mm:ss.fff} {Level:u3}] {SourceContext}: {Message:lj}{NewLine}{Exception}")
         .CreateLogger();

@@ -15,12 +15,7 @@ public static class ProvisionCommand
 {
     public static async Task<int> RunAsync(string[] settings, TextWriter output, TextWriter error)
     {
-        var configuration = new ConfigurationBuilder()
-            .SetBasePath(AppContext.BaseDirectory)
-            .AddJsonFile("appsettings.json", optional: true)
-            .AddEnvironmentVariables()
-            .AddCommandLine(settings)
-            .Build();
+        var configuration = SiloHostBuilder.ReadConfiguration(settings);
         try
         {
             var server = configuration.GetConnectionString(PostgresTopology.PostgresServerName);

@@ -23,14 +23,18 @@ public static class SiloHostBuilder
     public const string DashboardSection = "TwoPC:Dashboard";
     public const int DefaultDashboardPort = 8080;
 
+    /// <summary>The silo executable's settings as every command reads them: appsettings.json beside the
+    /// executable, then the environment, then <c>--Key=Value</c> arguments.</summary>
+    public static IConfigurationRoot ReadConfiguration(string[] args) => new ConfigurationBuilder()
+        .SetBasePath(AppContext.BaseDirectory)
+        .AddJsonFile("appsettings.json", optional: true)
+        .AddEnvironmentVariables()
+        .AddCommandLine(args)
+        .Build();
+
     public static IHostApplicationBuilder Create(string[] args)
     {
-        var probe = new ConfigurationBuilder()
-            .SetBasePath(AppContext.BaseDirectory)
-            .AddJsonFile("appsettings.json", optional: true)
-            .AddEnvironmentVariables()
-            .AddCommandLine(args)
-            .Build();
+        var probe = ReadConfiguration(args);
         var prometheus = AdminSettings.PrometheusEnabled(probe);
         var urls = new[] { DashboardUrl(probe), AdminSettings.FromConfiguration(probe)?.Url }.OfType<string>().ToArray();
         if (urls.Length == 0)

@@ -230,6 +230,23 @@ public sealed class NemesisCluster : IAsyncDisposable
         return new NemesisOperation(order, last.Answer, last.Detail, invoked, DateTimeOffset.UtcNow);
     }
 
+    /// <summary>The fault is over: from now on the sampler times how long what was prepared before stays held.</summary>
+    public DateTimeOffset Healed()
+    {
+        var at = DateTimeOffset.UtcNow;
+        Blocking.Healed(at);
+        Blocking.FaultStarts("none (after the heal)");
+        return at;
+    }
+
+    /// <summary>Lets the callers go on for <paramref name="runOn"/> after the heal, stops them and runs <see cref="VerifyAsync"/>.</summary>
+    public async Task<TimeSpan> StopAndVerifyAsync(DateTimeOffset healedAt, TimeSpan runOn)
+    {
+        await Task.Delay(runOn);
+        await StopOrdersAsync();
+        return await VerifyAsync(healedAt);
+    }
+
     /// <summary>
     /// After the faults: waits until nothing is in doubt, runs the invariant checker and compares every answer
     /// with the databases. Returns how long after <paramref name="healedAt"/> the cluster was quiescent.

@@ -43,13 +43,8 @@ public sealed class NemesisScenarioTests(ITestOutputHelper output)
         cluster.Lab.Heal(2);
         await Task.Delay(cut);
         cluster.Lab.Heal(0);
-        var healedAt = DateTimeOffset.UtcNow;
-        cluster.Blocking.Healed(healedAt);
-        cluster.Blocking.FaultStarts("none (after the heal)");
-        await Task.Delay(TimeSpan.FromSeconds(3));
-        await cluster.StopOrdersAsync();
-
-        var sinceHeal = await cluster.VerifyAsync(healedAt);
+        var healedAt = cluster.Healed();
+        var sinceHeal = await cluster.StopAndVerifyAsync(healedAt, runOn: TimeSpan.FromSeconds(3));
         var coordinators = (await cluster.Reader.CoordinatorsAsync(unfinishedOnly: false)).Select(c => c.State).ToList();
         // Decided during the cut, completed only after the heal: decisions that could not reach the participants.
         var waiting = coordinators.Where(c => c.DecidedAt >= cutAt && c.DecidedAt < healedAt && c.CompletedAt > healedAt).ToList();
@@ -92,15 +87,10 @@ public sealed class NemesisScenarioTests(ITestOutputHelper output)
         // Let the survivors re-activate its coordinators and resolve what it left, then wake the zombie.
         await Task.Delay(TimeSpan.FromSeconds(5));
         await cluster.ResumeAsync(0);
-        var resumedAt = DateTimeOffset.UtcNow;
-        cluster.Blocking.Healed(resumedAt);
-        cluster.Blocking.FaultStarts("none (after the resume)");
+        var resumedAt = cluster.Healed();
         var exited = await cluster.Silos[0]!.WaitForExitAsync(new CancellationTokenSource(TimeSpan.FromSeconds(60)).Token).ContinueWith(t => t.IsCompletedSuccessfully);
         var zombieLifetime = DateTimeOffset.UtcNow - resumedAt;
-        await Task.Delay(TimeSpan.FromSeconds(2));
-        await cluster.StopOrdersAsync();
-
-        var sinceHeal = await cluster.VerifyAsync(resumedAt);
+        var sinceHeal = await cluster.StopAndVerifyAsync(resumedAt, runOn: TimeSpan.FromSeconds(2));
         var coordinators = (await cluster.Reader.CoordinatorsAsync(unfinishedOnly: false)).Select(c => c.State).ToList();
         var inPhaseOne = coordinators.Where(c => c.StartedAt < pausedAt && (c.DecidedAt is null || c.DecidedAt > pausedAt)).ToList();
         Report(cluster, pausedAt, resumedAt, $"pause of {(resumedAt - pausedAt).TotalSeconds:0} s", sinceHeal);
@@ -128,13 +118,8 @@ public sealed class NemesisScenarioTests(ITestOutputHelper output)
         cluster.Lab.CutPort(1, cluster.Lab.GatewayAddress, cluster.Postgres.Port);
         await Task.Delay(cut);
         cluster.Lab.Heal(1);
-        var healedAt = DateTimeOffset.UtcNow;
-        cluster.Blocking.Healed(healedAt);
-        cluster.Blocking.FaultStarts("none (after the heal)");
-        await Task.Delay(TimeSpan.FromSeconds(3));
-        await cluster.StopOrdersAsync();
-
-        var sinceHeal = await cluster.VerifyAsync(healedAt);
+        var healedAt = cluster.Healed();
+        var sinceHeal = await cluster.StopAndVerifyAsync(healedAt, runOn: TimeSpan.FromSeconds(3));
         Report(cluster, cutAt, healedAt, $"cut from PostgreSQL for {cut.TotalSeconds:0} s", sinceHeal);
         Assert.False(await cluster.IsDeclaredDeadAsync(1), "a silo cut from PostgreSQL only must stay in the cluster");
         cluster.Passed();
@@ -171,15 +156,10 @@ public sealed class NemesisScenarioTests(ITestOutputHelper output)
         var stoppedAfter = stoppedAt - declaredAt;
         cluster.Lab.Heal(0);
         cluster.Lab.HealClient();
-        var healedAt = DateTimeOffset.UtcNow;
-        cluster.Blocking.Healed(healedAt);
-        cluster.Blocking.FaultStarts("none (after the heal)");
+        var healedAt = cluster.Healed();
         // The dead silo stopped itself; a supervisor starts it again.
         await cluster.RestartSiloAsync(0);
-        await Task.Delay(TimeSpan.FromSeconds(3));
-        await cluster.StopOrdersAsync();
-
-        var sinceHeal = await cluster.VerifyAsync(healedAt);
+        var sinceHeal = await cluster.StopAndVerifyAsync(healedAt, runOn: TimeSpan.FromSeconds(3));
         var history = cluster.History;
         var afterDeclared = history.Where(o => o.AnsweredAt > declaredAt && o.AnsweredAt <= stoppedAt).ToList();
         Report(cluster, cutAt, healedAt, "minority split", sinceHeal);
