@@ -119,7 +119,9 @@ public sealed class PostgresTlsTests(PostgresFixture plain)
         var caRequest = new CertificateRequest("CN=twopc-test-postgres-ca", caKey, HashAlgorithmName.SHA256, RSASignaturePadding.Pkcs1);
         caRequest.CertificateExtensions.Add(new X509BasicConstraintsExtension(true, false, 0, true));
         caRequest.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.KeyCertSign | X509KeyUsageFlags.CrlSign, true));
-        using var ca = caRequest.CreateSelfSigned(DateTimeOffset.UtcNow.AddMinutes(-5), DateTimeOffset.UtcNow.AddDays(1));
+        // One reading of the clock: a leaf may not outlive its issuer, not even by the milliseconds between two readings.
+        var now = DateTimeOffset.UtcNow;
+        using var ca = caRequest.CreateSelfSigned(now.AddMinutes(-5), now.AddDays(1));
 
         using var serverKey = RSA.Create(2048);
         var request = new CertificateRequest("CN=127.0.0.1", serverKey, HashAlgorithmName.SHA256, RSASignaturePadding.Pkcs1);
@@ -128,7 +130,7 @@ public sealed class PostgresTlsTests(PostgresFixture plain)
         names.AddDnsName("localhost");
         request.CertificateExtensions.Add(names.Build());
         request.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension(new OidCollection { new("1.3.6.1.5.5.7.3.1") }, false));
-        using var serverCertificate = request.Create(ca, DateTimeOffset.UtcNow.AddMinutes(-5), DateTimeOffset.UtcNow.AddDays(1), RandomNumberGenerator.GetBytes(12));
+        using var serverCertificate = request.Create(ca, now.AddMinutes(-5), now.AddHours(12), RandomNumberGenerator.GetBytes(12));
         File.WriteAllText(Path.Combine(directory, "server.crt"), serverCertificate.ExportCertificatePem());
         var keyFile = Path.Combine(directory, "server.key");
         File.WriteAllText(keyFile, serverKey.ExportPkcs8PrivateKeyPem());

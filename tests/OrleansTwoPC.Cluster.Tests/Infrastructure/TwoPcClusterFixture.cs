@@ -20,6 +20,9 @@ public class TwoPcClusterFixture : IAsyncLifetime
     /// <summary>Real ADO.NET membership on PostgreSQL instead of the test cluster's own, so any silo may die.</summary>
     protected virtual bool UseAdoNetMembership => false;
 
+    /// <summary>How long a prepared participant waits before it asks its coordinator (and the sweep settles it).</summary>
+    protected virtual TimeSpan InDoubtTimeout => TimeSpan.FromSeconds(4);
+
     protected virtual string Name => "cluster";
 
     public TestCluster Cluster { get; private set; } = null!;
@@ -41,7 +44,7 @@ public class TwoPcClusterFixture : IAsyncLifetime
         builder.Properties["TwoPC:Protocol:RetryMaxDelay"] = "00:00:01";
         builder.Properties["TwoPC:Recovery:SweepInterval"] = "00:00:02";
         builder.Properties["TwoPC:Recovery:CoordinatorGrace"] = "00:00:02";
-        builder.Properties["TwoPC:Protocol:InDoubtTimeout"] = "00:00:04";
+        builder.Properties["TwoPC:Protocol:InDoubtTimeout"] = InDoubtTimeout.ToString();
         if (UseAdoNetMembership)
         {
             builder.Options.UseTestClusterMembership = false;

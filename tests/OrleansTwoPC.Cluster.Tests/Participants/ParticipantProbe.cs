@@ -134,6 +134,10 @@ public sealed class ParticipantProbe(TwoPcClusterFixture fixture)
 public sealed class ParticipantDefenceFixture : TwoPcClusterFixture
 {
     protected override string Name => "defence";
+
+    // These tests drive participants step by step as their coordinator would; recovery settling a prepared
+    // participant in the background (after 4 s on a busy machine) would race their assertions.
+    protected override TimeSpan InDoubtTimeout => TimeSpan.FromMinutes(5);
 }
 
 [CollectionDefinition(Name)]
