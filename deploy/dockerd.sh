@@ -7,16 +7,19 @@
 #   deploy/dockerd.sh start    start it unless it already runs; prints the DOCKER_HOST to use
 #   deploy/dockerd.sh stop     stop it by the PID in its pidfile (waits for it to exit)
 #   deploy/dockerd.sh status   exit 0 when it answers
+#   deploy/dockerd.sh host     prints its DOCKER_HOST (unix://<socket>)
 #
 # Environment (defaults in brackets): TWOPC_DOCKERD_SOCKET [/run/twopc-dockerd.sock],
 # TWOPC_DOCKERD_PIDFILE [/run/twopc-dockerd.pid], TWOPC_DOCKERD_DATA [/var/lib/twopc-dockerd] (images and
-# the build cache live here, so a second run is warm), TWOPC_DOCKERD_STORAGE_DRIVER [vfs].
+# the build cache live here, so a second run is warm), TWOPC_DOCKERD_STORAGE_DRIVER [overlay2 where the
+# kernel has overlayfs, else vfs: vfs copies the whole image for every layer, several times slower].
 set -euo pipefail
 
 socket=${TWOPC_DOCKERD_SOCKET:-/run/twopc-dockerd.sock}
 pidfile=${TWOPC_DOCKERD_PIDFILE:-/run/twopc-dockerd.pid}
 data=${TWOPC_DOCKERD_DATA:-/var/lib/twopc-dockerd}
-driver=${TWOPC_DOCKERD_STORAGE_DRIVER:-vfs}
+if grep -qw overlay /proc/filesystems 2>/dev/null; then default_driver=overlay2; else default_driver=vfs; fi
+driver=${TWOPC_DOCKERD_STORAGE_DRIVER:-$default_driver}
 exec_root=${TWOPC_DOCKERD_EXEC_ROOT:-/run/twopc-dockerd}
 log=${TWOPC_DOCKERD_LOG:-$data.log}
 host="unix://$socket"
@@ -25,7 +28,7 @@ running_pid() {
   [ -s "$pidfile" ] || return 1
   local pid
   pid=$(cat "$pidfile")
-  kill -0 "$pid" 2>/dev/null && [ "$(readlink "/proc/$pid/exe" 2>/dev/null || true)" != "" ] || return 1
+  kill -0 "$pid" 2>/dev/null || return 1
   echo "$pid"
 }
 
@@ -68,8 +71,11 @@ case "${1:-}" in
   status)
     running_pid >/dev/null && answers
     ;;
+  host)
+    echo "$host"
+    ;;
   *)
-    echo "usage: $0 start|stop|status" >&2
+    echo "usage: $0 start|stop|status|host" >&2
     exit 2
     ;;
 esac
