@@ -67,6 +67,12 @@ case "${1:-}" in
         exit 1
       fi
     fi
+    # dockerd leaves its data-root bind mount and network namespace mounts behind; nothing uses them once it has stopped.
+    for root in "$exec_root" "$data"; do
+      awk -v dir="$root" '$2 == dir || index($2, dir "/") == 1 { print $2 }' /proc/mounts | sort -r | while read -r mount; do
+        umount -l "$mount" || true
+      done
+    done
     ;;
   status)
     running_pid >/dev/null && answers

@@ -71,7 +71,13 @@ fi
 
 mkdir -p "$cache"
 work=$(mktemp -d /var/tmp/twopc-base-images.XXXXXX)
-trap 'rm -rf "$work"' EXIT
+# debootstrap mounts /proc and /sys in its target: an interrupted run can leave them there, so unmount before deleting.
+remove_work() {
+  awk -v dir="$work/" 'index($2, dir) == 1 { print $2 }' /proc/mounts | sort -r | while read -r mount; do umount -l "$mount" || true; done
+  rm -rf --one-file-system "$work"
+}
+trap remove_work EXIT
+trap 'exit 130' INT TERM
 
 # A debootstrapped root file system as a cached tarball; the name carries the package list, so changing it re-runs debootstrap.
 rootfs() {
