@@ -31,6 +31,8 @@ fail() { echo "[smoke] FAILED: $*" >&2; exit 1; }
 
 [ "$(id -u)" = 0 ] || fail "needs root (it starts its own Docker daemon)"
 command -v docker >/dev/null || fail "docker client not found (Debian: apt-get install docker.io)"
+docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null \
+  || fail "neither the compose plugin (docker compose) nor docker-compose found (Debian: apt-get install docker-compose)"
 
 daemon_started=false
 project_up=false

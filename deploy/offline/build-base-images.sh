@@ -80,24 +80,22 @@ trap remove_work EXIT
 trap 'exit 130' INT TERM
 
 # A debootstrapped root file system as a cached tarball; the name carries the package list, so changing it re-runs debootstrap.
-rootfs() {
-  local name=$1 include=$2
+rootfs_path() {
   local key
-  key=$(printf '%s %s %s' "$suite" "$mirror" "$include" | sha256sum | cut -c1-12)
-  local tarball="$cache/$name-$suite-$key.tar"
-  if [ ! -s "$tarball" ]; then
-    log "debootstrap $suite ($name: $include) from $mirror; cached as $tarball"
-    local target="$work/debootstrap-$name"
-    debootstrap --variant=minbase --include="$include" "$suite" "$target" "$mirror" >"$work/debootstrap-$name.log" 2>&1 \
-      || { tail -20 "$work/debootstrap-$name.log" >&2; die "debootstrap failed (log above)"; }
-    rm -rf "$target"/var/cache/apt/archives/*.deb "$target"/var/lib/apt/lists/* "$target"/tmp/* "$target"/var/log/*.log
-    tar -C "$target" --numeric-owner -cf "$tarball.partial" .
-    mv "$tarball.partial" "$tarball"
-    rm -rf "$target"
-  else
-    log "reusing $tarball"
-  fi
-  echo "$tarball"
+  key=$(printf '%s %s %s' "$suite" "$mirror" "$2" | sha256sum | cut -c1-12)
+  echo "$cache/$1-$suite-$key.tar"
+}
+
+build_rootfs() {
+  local name=$1 include=$2 tarball=$3
+  log "debootstrap $suite ($name: $include) from $mirror; cached as $tarball"
+  local target="$work/debootstrap-$name"
+  debootstrap --variant=minbase --include="$include" "$suite" "$target" "$mirror" >"$work/debootstrap-$name.log" 2>&1 \
+    || { tail -20 "$work/debootstrap-$name.log" >&2; die "debootstrap of the $name root file system failed (log above)"; }
+  rm -rf "$target"/var/cache/apt/archives/*.deb "$target"/var/lib/apt/lists/* "$target"/tmp/* "$target"/var/log/*.log
+  tar -C "$target" --numeric-owner -cf "$tarball.partial" .
+  mv "$tarball.partial" "$tarball"
+  rm -rf --one-file-system "$target"
 }
 
 # Unpacks a cached root file system into a fresh staging directory.
@@ -123,8 +121,16 @@ import() {
 
 # What .NET needs from the OS (the official runtime-deps list), without Kerberos: see docs/operations.md on GSS.
 dotnet_packages=ca-certificates,libc6,libgcc-s1,libicu72,libssl3,libstdc++6,tzdata,zlib1g
-dotnet_rootfs=$(rootfs dotnet "$dotnet_packages")
-postgres_rootfs=$(rootfs postgres "ca-certificates,postgresql-15,tzdata")
+postgres_packages=ca-certificates,postgresql-15,tzdata
+dotnet_rootfs=$(rootfs_path dotnet "$dotnet_packages")
+postgres_rootfs=$(rootfs_path postgres "$postgres_packages")
+# Both at once: debootstrap mostly waits for the mirror.
+builds=()
+if [ -s "$dotnet_rootfs" ]; then log "reusing $dotnet_rootfs"; else build_rootfs dotnet "$dotnet_packages" "$dotnet_rootfs" & builds+=($!); fi
+if [ -s "$postgres_rootfs" ]; then log "reusing $postgres_rootfs"; else build_rootfs postgres "$postgres_packages" "$postgres_rootfs" & builds+=($!); fi
+for build in "${builds[@]}"; do
+  wait "$build" || die "building a root file system failed"
+done
 
 path_env='ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
 add_app_user() {
