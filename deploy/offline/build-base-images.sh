@@ -56,9 +56,13 @@ if [ -z "${DOTNET_ROOT:-}" ]; then
 fi
 [ -x "$DOTNET_ROOT/dotnet" ] || die "DOTNET_ROOT=$DOTNET_ROOT has no dotnet executable"
 # The newest 10.0 runtime and SDK installed (the images carry exactly these).
-netcore_version=$(ls "$DOTNET_ROOT/shared/Microsoft.NETCore.App" 2>/dev/null | grep '^10\.0\.' | sort -V | tail -1)
-aspnet_version=$(ls "$DOTNET_ROOT/shared/Microsoft.AspNetCore.App" 2>/dev/null | grep '^10\.0\.' | sort -V | tail -1)
-sdk_version=$(ls "$DOTNET_ROOT/sdk" 2>/dev/null | grep '^10\.0\.' | sort -V | tail -1)
+newest_10() {
+  local dir
+  for dir in "$1"/10.0.*; do [ -d "$dir" ] && basename "$dir"; done | sort -V | tail -1
+}
+netcore_version=$(newest_10 "$DOTNET_ROOT/shared/Microsoft.NETCore.App")
+aspnet_version=$(newest_10 "$DOTNET_ROOT/shared/Microsoft.AspNetCore.App")
+sdk_version=$(newest_10 "$DOTNET_ROOT/sdk")
 [ -n "$netcore_version" ] || die "no .NET 10 runtime (Microsoft.NETCore.App 10.0.x) under $DOTNET_ROOT"
 [ -n "$aspnet_version" ] || die "no ASP.NET Core 10 runtime (Microsoft.AspNetCore.App 10.0.x) under $DOTNET_ROOT"
 [ -n "$sdk_version" ] || die "no .NET 10 SDK under $DOTNET_ROOT/sdk"
@@ -116,7 +120,7 @@ import() {
   previous=$(docker image inspect --format '{{.Id}}' "$tag" 2>/dev/null || true)
   tar -C "$dir" --numeric-owner -c . | docker import "${changes[@]}" - "$tag" >/dev/null
   # A rebuild (--force) would leave the old image behind untagged; it stays only while something uses it.
-  [ -n "$previous" ] && docker rmi "$previous" >/dev/null 2>&1 || true
+  if [ -n "$previous" ]; then docker rmi "$previous" >/dev/null 2>&1 || true; fi
 }
 
 # What .NET needs from the OS (the official runtime-deps list), without Kerberos: see docs/operations.md on GSS.
@@ -205,7 +209,7 @@ import "$pg" "$postgres_tag-import" \
 previous=$(docker image inspect --format '{{.Id}}' "$postgres_tag" 2>/dev/null || true)
 printf 'FROM %s\nSTOPSIGNAL SIGINT\n' "$postgres_tag-import" | docker build -q -t "$postgres_tag" - >"$work/stopsignal.log" 2>&1 \
   || { cat "$work/stopsignal.log" >&2; die "could not set STOPSIGNAL on $postgres_tag"; }
-[ -n "$previous" ] && docker rmi "$previous" >/dev/null 2>&1 || true
+if [ -n "$previous" ]; then docker rmi "$previous" >/dev/null 2>&1 || true; fi
 docker rmi "$postgres_tag-import" >/dev/null
 
 log "built $sdk_tag (SDK $sdk_version), $aspnet_tag (runtime $netcore_version, ASP.NET Core $aspnet_version), $postgres_tag"

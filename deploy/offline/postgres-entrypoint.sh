@@ -42,13 +42,20 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
   pg_ctl -D "$PGDATA" -o "-c listen_addresses=''" -w start >/dev/null
   psql=(psql -v ON_ERROR_STOP=1 --username "$user" --no-password --no-psqlrc)
   if [ "$database" != postgres ]; then
-    "${psql[@]}" --dbname postgres --set db="$database" -c 'CREATE DATABASE :"db"' >/dev/null
+    # psql quotes the name (:"db") only in scripts it reads, not in -c commands.
+    echo 'CREATE DATABASE :"db"' | "${psql[@]}" --dbname postgres --set db="$database" >/dev/null
+  fi
+  if [ -d /docker-entrypoint-initdb.d ] && { [ ! -r /docker-entrypoint-initdb.d ] || [ ! -x /docker-entrypoint-initdb.d ]; }; then
+    # The glob below would silently match nothing: the roles or tables those scripts make would be missing.
+    echo "error: /docker-entrypoint-initdb.d is not readable by user postgres; its init scripts cannot run" >&2
+    exit 1
   fi
   export PGUSER=$user PGDATABASE=$database
   for f in /docker-entrypoint-initdb.d/*; do
     case "$f" in
       *.sh)
         echo "$0: running $f"
+        # shellcheck disable=SC1090 # init scripts are the user's, sourced as in the official image
         if [ -x "$f" ]; then "$f"; else . "$f"; fi
         ;;
       *.sql)
