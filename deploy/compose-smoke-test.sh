@@ -114,6 +114,9 @@ while true; do
   for service in postgres silo-coordinator silo-inventory silo-payment silo-shipping; do
     id=$(compose ps -q "$service")
     state=$(docker inspect --format '{{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}' "$id" 2>/dev/null || echo missing)
+    restarts=$(docker inspect --format '{{.RestartCount}}' "$id" 2>/dev/null || echo 0)
+    # A crash-looping service never gets healthy: say so now rather than at the deadline.
+    [ "$restarts" = 0 ] || fail "$service exited and was restarted $restarts time(s) while starting"
     states+="$service=$state "
     [ "$state" = healthy ] && healthy=$((healthy + 1))
   done
