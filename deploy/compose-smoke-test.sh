@@ -36,7 +36,6 @@ docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null \
 
 daemon_started=false
 project_up=false
-images_built=false
 compose() {
   if docker compose version >/dev/null 2>&1; then docker compose "$@"; else docker-compose "$@"; fi
 }
@@ -54,8 +53,6 @@ cleanup() {
     compose --profile tools down -v --remove-orphans --timeout 10 >/dev/null 2>&1 \
       || echo "[smoke] warning: compose down failed; remove project $COMPOSE_PROJECT_NAME by hand" >&2
   fi
-  # Earlier builds' untagged images: the data-root would otherwise grow with every source change (the daemon is this script's own).
-  if $images_built; then docker image prune -f >/dev/null 2>&1 || true; fi
   if $daemon_started; then
     say "stopping the Docker daemon this run started"
     "$root/deploy/dockerd.sh" stop || echo "[smoke] warning: could not stop the Docker daemon" >&2
@@ -103,7 +100,6 @@ order="order-$run"
 # ---- README's sequence ----
 say "building the silo and tpc images"
 compose --profile tools build
-images_built=true
 phase "build project images"
 
 project_up=true
