@@ -30,6 +30,7 @@ if (command is "help" || args.Any(a => a is "-h" or "--help"))
     Console.WriteLine("  --TwoPC:Dashboard:Enabled=true [--TwoPC:Dashboard:Port=8080 --TwoPC:Dashboard:Host=127.0.0.1]   Orleans Dashboard");
     Console.WriteLine("  --TwoPC:Tls:CertificatePath=FILE --TwoPC:Tls:CaPath=FILE [--TwoPC:Tls:KeyPath=FILE --TwoPC:Tls:PasswordFile=FILE]   mutual TLS between silos and clients");
     Console.WriteLine("  --TwoPC:Admin:Enabled=true [--TwoPC:Admin:Port=8081 --TwoPC:Admin:Host=127.0.0.1 --TwoPC:Admin:Tokens:NAME=SECRET]   operator console and HTTP admin API");
+    Console.WriteLine("  --TwoPC:Health:Port=8088 [--TwoPC:Health:Host=127.0.0.1]   liveness and readiness probes: /health/live, /health/ready");
     return 0;
 }
 if (command is not ("demo" or "serve" or "cluster-demo" or "provision"))
@@ -111,6 +112,8 @@ try
             Console.WriteLine($"Orleans Dashboard: {dashboard}");
         if (AdminSettings.FromConfiguration(builder.Configuration) is { } admin)
             Console.WriteLine($"Operator console: {admin.Url}/ (API {admin.Url}/api/transactions{(admin.RequiresToken ? "; bearer token required" : "")})");
+        if (HealthSettings.FromConfiguration(builder.Configuration) is { } health)
+            Console.WriteLine($"Health probes: {health.Url}{HealthSettings.LivePath} and {health.Url}{HealthSettings.ReadyPath}");
         Console.WriteLine("Silo running; Ctrl+C or SIGTERM stops it gracefully");
         // The host's console lifetime turns SIGTERM and Ctrl+C into a graceful stop.
         await host.WaitForShutdownAsync(CancellationToken.None);

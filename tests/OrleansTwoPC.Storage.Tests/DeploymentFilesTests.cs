@@ -39,6 +39,7 @@ public sealed class DeploymentFilesTests
         "TwoPC__Protocol__",
         "TwoPC__Recovery__",
         "TwoPC__Logging__",
+        "TwoPC__Health__",
         "Orleans__",
     ];
 
@@ -161,12 +162,12 @@ public sealed class DeploymentFilesTests
                     $"{name}: '{key}' is not a configuration key the silo reads (README configuration reference)");
             }
 
-            foreach (var required in new[] { "ConnectionStrings__PostgresServer", "TwoPC__DatabasePrefix", "TwoPC__ClusterId", "TwoPC__AdvertisedIp" })
+            foreach (var required in new[] { "ConnectionStrings__PostgresServer", "TwoPC__DatabasePrefix", "TwoPC__ClusterId", "TwoPC__Health__Port" })
             {
                 Assert.True(environment.ContainsKey(required), $"{name} must set {required}");
             }
 
-            foreach (var port in new[] { "TwoPC__SiloPort", "TwoPC__GatewayPort" })
+            foreach (var port in new[] { "TwoPC__SiloPort", "TwoPC__GatewayPort", "TwoPC__Health__Port" })
             {
                 if (environment.TryGetValue(port, out var value))
                 {
@@ -218,25 +219,127 @@ public sealed class DeploymentFilesTests
     }
 
     [Fact]
-    public void Silos_advertise_their_own_distinct_container_address()
+    public void Silos_advertise_the_address_their_container_got_and_no_subnet_is_fixed()
     {
-        var advertised = new List<string>();
         foreach (var (name, silo) in SiloServices())
         {
-            var ip = Resolve(Environment(silo)["TwoPC__AdvertisedIp"]);
-            Assert.True(IPAddress.TryParse(ip, out var address), $"{name}: TwoPC__AdvertisedIp '{ip}' is not an IP address (Program.cs parses it)");
-            Assert.False(IPAddress.IsLoopback(address) || address.Equals(IPAddress.Any),
-                $"{name}: a container must advertise an address other containers reach, not {ip}");
-
-            // ConfigureEndpoints binds to the advertised address, so it must be the container's own: a fixed ipv4_address.
-            var networks = Map(silo["networks"]);
-            var fixedAddresses = networks.Values.Where(v => v is not null)
-                .Select(v => Scalar(Map(v), "ipv4_address")).Where(v => v is not null).ToList();
-            Assert.Contains(ip, fixedAddresses);
-            advertised.Add(ip);
+            // ConfigureEndpoints binds to the advertised address, so it must be the container's own: looked up at start.
+            var entrypoint = Strings(silo["entrypoint"]);
+            Assert.Equal(["/bin/sh", "-c"], entrypoint.Take(2));
+            Assert.Contains("export TwoPC__AdvertisedIp=\"$(hostname -i | cut -d ' ' -f 1)\"", Unescape(entrypoint[2]));
+            Assert.Contains("exec dotnet OrleansTwoPC.Silo.dll \"$@\"", Unescape(entrypoint[2]));
+            Assert.False(Environment(silo).ContainsKey("TwoPC__AdvertisedIp"), $"{name}: a fixed TwoPC__AdvertisedIp would need a fixed address");
+            var networks = silo.TryGetValue("networks", out var n) ? n : null;
+            if (networks is System.Collections.IDictionary map)
+            {
+                Assert.DoesNotContain(Map(map).Values.Where(v => v is not null), v => Map(v).ContainsKey("ipv4_address"));
+            }
         }
 
-        Assert.Equal(advertised.Count, advertised.Distinct().Count());
+        // A fixed subnet can clash with a network that already exists on the host.
+        foreach (var (name, network) in Compose.Value.TryGetValue("networks", out var networks) && networks is not null ? Map(networks) : [])
+        {
+            Assert.True(network is null || !Map(network).ContainsKey("ipam"), $"network {name} must not fix a subnet");
+        }
+    }
+
+    [Fact]
+    public void Silos_are_healthy_when_their_readiness_probe_answers_and_the_client_waits_for_it()
+    {
+        foreach (var (name, silo) in SiloServices())
+        {
+            var environment = Environment(silo);
+            var port = Resolve(environment["TwoPC__Health__Port"]);
+            var host = environment.TryGetValue("TwoPC__Health__Host", out var h) ? Resolve(h) : "127.0.0.1";
+            Assert.True(IPAddress.TryParse(host, out var address) && address.Equals(IPAddress.Any),
+                $"{name}: the probes listen on all interfaces (TwoPC__Health__Host=0.0.0.0), as a kubelet needs");
+            var test = Unescape(string.Join(" ", Strings(Map(silo["healthcheck"])["test"])));
+            Assert.Contains($"/dev/tcp/127.0.0.1/{port}", test);
+            Assert.Contains("GET /health/ready HTTP/1.0", test);
+            // RequireHost on the probes' port matches the Host header: it must carry the port.
+            Assert.Contains($"Host: 127.0.0.1:{port}", test);
+            Assert.Contains("' 200 '", test);
+        }
+
+        var dependsOn = Map(Map(Services()[ClientService])["depends_on"]);
+        foreach (var (name, _) in SiloServices())
+        {
+            Assert.True(dependsOn.ContainsKey(name), $"the client must wait for {name}");
+            Assert.Equal("service_healthy", Scalar(Map(dependsOn[name]), "condition"));
+        }
+    }
+
+    [Fact]
+    public void Secrets_come_only_from_the_environment_and_env_example_documents_every_variable()
+    {
+        var compose = File.ReadAllText(Path.Combine(Root.Value, "docker-compose.yml"));
+        var variables = Regex.Matches(compose, @"\$\{(?<name>[A-Za-z_][A-Za-z0-9_]*)").Select(m => m.Groups["name"].Value).ToHashSet();
+        var example = EnvExample.Value;
+        foreach (var variable in variables)
+        {
+            Assert.True(example.ContainsKey(variable), $".env.example does not document {variable}, which docker-compose.yml uses");
+        }
+
+        // No default for the password: compose refuses to start without one from .env or the environment.
+        Assert.Matches(@"\$\{POSTGRES_PASSWORD:\?[^}]+\}", Scalar(Map(Map(Services()[PostgresService])["environment"]), "POSTGRES_PASSWORD"));
+        foreach (var (name, service) in SiloServices().Append(new(ClientService, Map(Services()[ClientService]))))
+        {
+            Assert.Contains(";Password=${POSTGRES_PASSWORD:?", Environment(service)["ConnectionStrings__PostgresServer"]);
+        }
+
+        var ignored = File.ReadAllLines(Path.Combine(Root.Value, ".gitignore")).Select(l => l.Trim()).ToList();
+        Assert.Contains(".env", ignored);
+        Assert.Contains(".env", File.ReadAllLines(Path.Combine(Root.Value, ".dockerignore")).Select(l => l.Trim()));
+    }
+
+    [Fact]
+    public void Max_connections_fits_every_silo_and_two_tpc_processes_pooling_on_four_databases()
+    {
+        var command = Strings(Map(Services()[PostgresService])["command"]);
+        var setting = Resolve(Assert.Single(command, c => c.StartsWith("max_connections=", StringComparison.Ordinal)));
+        var maxConnections = int.Parse(setting["max_connections=".Length..]);
+        var pools = SiloServices().Append(new(ClientService, Map(Services()[ClientService])))
+            .Select(s => new NpgsqlConnectionStringBuilder(Resolve(Environment(s.Value)["ConnectionStrings__PostgresServer"])).MaxPoolSize)
+            .ToList();
+        var pool = pools.Max();
+        // Without a cap, each process would pool PostgresConnectionStrings.DefaultMaximumPoolSize per database.
+        Assert.True(pool < PostgresConnectionStrings.DefaultMaximumPoolSize, "compose caps the pools (Maximum Pool Size)");
+        var needed = (SiloServices().Count + 2) * ServiceDatabases.Names.Count * pool + 20;
+        Assert.True(maxConnections >= needed, $"max_connections={maxConnections} is below (silos + 2 tpc) x 4 databases x pool {pool} + 20 = {needed}");
+    }
+
+    [Fact]
+    public void Connection_strings_turn_gss_encryption_off()
+    {
+        // The .NET images carry no Kerberos library; Npgsql's default would look for it on every new connection.
+        foreach (var (name, service) in SiloServices().Append(new(ClientService, Map(Services()[ClientService]))))
+        {
+            var builder = new NpgsqlConnectionStringBuilder(Resolve(Environment(service)["ConnectionStrings__PostgresServer"]));
+            Assert.True(builder.GssEncryptionMode == GssEncryptionMode.Disable, $"{name}: GSS Encryption Mode=Disable");
+        }
+    }
+
+    [Fact]
+    public void Readme_compose_sequence_is_what_the_smoke_test_runs()
+    {
+        var readme = File.ReadAllText(Path.Combine(Root.Value, "README.md"));
+        var section = readme[readme.IndexOf("## Deploying with Docker Compose", StringComparison.Ordinal)..];
+        section = section[..section.IndexOf("\n## ", 5, StringComparison.Ordinal)];
+        var commands = section.Split('\n').Select(l => l.Trim()).Where(l => l.StartsWith("docker compose ", StringComparison.Ordinal)).ToList();
+        Assert.True(commands.Count >= 8, "README's compose section lists the whole sequence");
+        var smoke = File.ReadAllText(Path.Combine(Root.Value, "deploy", "compose-smoke-test.sh"));
+        foreach (var command in commands)
+        {
+            // The script's compose() is `docker compose`, or docker-compose where only that is installed.
+            var asRun = command["docker ".Length..];
+            Assert.True(smoke.Contains(asRun, StringComparison.Ordinal), $"deploy/compose-smoke-test.sh does not run README's `{command}`");
+        }
+
+        foreach (var step in new[] { "build", "up -d", "run --rm client seed", "run --rm client order", "stop silo-payment",
+                     "run --rm --no-deps client order", "run --rm --no-deps client stock", "start silo-payment", "recover --all", "run --rm client check", "down -v" })
+        {
+            Assert.Contains(commands, c => c.Contains(step, StringComparison.Ordinal));
+        }
     }
 
     [Theory]
@@ -250,11 +353,27 @@ public sealed class DeploymentFilesTests
             .Select(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]).ToList();
         Assert.True(images.Count >= 2, $"{dockerfile} must be multi-stage");
         Assert.Equal("mcr.microsoft.com/dotnet/sdk:10.0", images[0]);
-        Assert.Contains(images[^1], new[] { "mcr.microsoft.com/dotnet/runtime:10.0", "mcr.microsoft.com/dotnet/aspnet:10.0" });
+        // The silo runs an ASP.NET Core host (dashboard, console, probes): on the plain runtime it exits with code 150.
+        Assert.Equal("mcr.microsoft.com/dotnet/aspnet:10.0", images[^1]);
 
         var publish = Assert.Single(lines, l => l.Contains("dotnet publish", StringComparison.Ordinal));
         Assert.Contains(project, publish);
         Assert.Contains("-c Release", publish);
+
+        // A restore layer: the project files of the whole reference closure, restored before the sources are copied.
+        var restore = Assert.Single(lines, l => l.StartsWith("RUN dotnet restore", StringComparison.Ordinal));
+        Assert.Contains(project, restore);
+        Assert.Contains("--no-restore", publish);
+        var restoreAt = lines.IndexOf(restore);
+        Assert.True(restoreAt < lines.IndexOf("COPY src/ src/"), "restore runs before the sources are copied");
+        var copiedBeforeRestore = lines.Take(restoreAt).Where(l => l.StartsWith("COPY ", StringComparison.Ordinal))
+            .SelectMany(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1..^1]).ToList();
+        foreach (var needed in ProjectClosure(project).Append("Directory.Packages.props").Append("NuGet.config"))
+        {
+            Assert.Contains(needed, copiedBeforeRestore);
+        }
+
+        Assert.DoesNotContain(copiedBeforeRestore, c => c.EndsWith('/'));
         Assert.True(File.Exists(Path.Combine(Root.Value, project)), $"{project} does not exist");
 
         // Everything the build copies from the repository root exists (the sql/ scripts are embedded resources).
@@ -280,6 +399,36 @@ public sealed class DeploymentFilesTests
 
     // ---- helpers ----
 
+    private static readonly Lazy<Dictionary<string, string>> EnvExample = new(() =>
+        File.ReadAllLines(Path.Combine(Root.Value, ".env.example")).Select(l => l.Trim())
+            .Where(l => l.Length > 0 && !l.StartsWith('#'))
+            .Select(l => l.Split('=', 2))
+            .ToDictionary(p => p[0], p => p.Length > 1 ? p[1] : ""));
+
+    /// <summary>The project file and every project it references, transitively, as repository-relative paths.</summary>
+    private static List<string> ProjectClosure(string project)
+    {
+        var found = new List<string>();
+        var pending = new Stack<string>([project]);
+        while (pending.Count > 0)
+        {
+            var next = pending.Pop();
+            if (found.Contains(next)) continue;
+            found.Add(next);
+            var directory = Path.GetDirectoryName(next)!;
+            foreach (Match reference in Regex.Matches(File.ReadAllText(Path.Combine(Root.Value, next)), @"ProjectReference Include=""(?<path>[^""]+)"""))
+            {
+                var full = Path.GetFullPath(Path.Combine(Root.Value, directory, reference.Groups["path"].Value.Replace('\\', '/')));
+                pending.Push(Path.GetRelativePath(Root.Value, full).Replace('\\', '/'));
+            }
+        }
+
+        return found;
+    }
+
+    /// <summary>Compose's <c>$$</c> is a literal <c>$</c> in the container.</summary>
+    private static string Unescape(string value) => value.Replace("$$", "$");
+
     private static Dictionary<string, Dictionary<string, object?>> Services() =>
         Map(Compose.Value["services"]).ToDictionary(x => x.Key, x => Map(x.Value));
 
@@ -302,9 +451,15 @@ public sealed class DeploymentFilesTests
         return Strings(environment).Select(e => e.Split('=', 2)).ToDictionary(p => p[0], p => p.Length > 1 ? p[1] : "");
     }
 
-    /// <summary>Compose interpolation with the defaults (<c>${VAR:-default}</c>, <c>${VAR}</c>), as with an empty .env.</summary>
+    /// <summary>
+    /// Compose interpolation (<c>${VAR:-default}</c>, <c>${VAR:?error}</c>, <c>${VAR}</c>) as with .env.example as the .env;
+    /// a required variable it does not set fails as compose would.
+    /// </summary>
     private static string Resolve(string value) =>
-        Regex.Replace(value, @"\$\{(?<name>[A-Za-z_][A-Za-z0-9_]*)(:?-(?<default>[^}]*))?\}", m => m.Groups["default"].Value);
+        Regex.Replace(value, @"\$\{(?<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?<op>:?[-?])(?<arg>[^}]*))?\}", m =>
+            EnvExample.Value.TryGetValue(m.Groups["name"].Value, out var set) && set.Length > 0 ? set
+            : m.Groups["op"].Value.EndsWith('?') ? throw new InvalidOperationException($"{m.Groups["name"].Value}: {m.Groups["arg"].Value}")
+            : m.Groups["arg"].Value);
 
     private static Dictionary<string, object?> Map(object? node)
     {

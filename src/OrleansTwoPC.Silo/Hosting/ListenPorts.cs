@@ -42,6 +42,7 @@ public sealed record SiloEndpoints(IPAddress AdvertisedIp, int SiloPort, int Gat
                  {
                      ("dashboard", $"{SiloHostBuilder.DashboardSection}:Port", SiloHostBuilder.DashboardUrl(configuration)),
                      ("admin", $"{Admin.AdminSettings.Section}:Port", Admin.AdminSettings.FromConfiguration(configuration)?.Url),
+                     ("health", $"{HealthSettings.Section}:Port", HealthSettings.FromConfiguration(configuration)?.Url),
                  })
         {
             if (url is null) continue;
@@ -101,7 +102,7 @@ public sealed class PortReservation : IDisposable
             foreach (var endpoint in endpoints)
             {
                 if (Probe(endpoint) is not { } socket) continue;
-                if (endpoint.Name is "dashboard" or "admin") socket.Dispose();
+                if (endpoint.Name is "dashboard" or "admin" or "health") socket.Dispose();
                 else held.Add(socket);
             }
 

@@ -36,7 +36,7 @@ public static class SiloHostBuilder
     {
         var probe = ReadConfiguration(args);
         var prometheus = AdminSettings.PrometheusEnabled(probe);
-        var urls = new[] { DashboardUrl(probe), AdminSettings.FromConfiguration(probe)?.Url }.OfType<string>().ToArray();
+        var urls = new[] { DashboardUrl(probe), AdminSettings.FromConfiguration(probe)?.Url, HealthSettings.FromConfiguration(probe)?.Url }.OfType<string>().ToArray();
         if (urls.Length == 0)
             return Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { Args = args, ContentRootPath = AppContext.BaseDirectory });
 
@@ -84,12 +84,15 @@ public static class SiloHostBuilder
             case WebApplicationBuilder web:
                 var app = web.Build();
                 var admin = AdminSettings.FromConfiguration(app.Configuration);
+                var health = HealthSettings.FromConfiguration(app.Configuration);
                 if (DashboardUrl(app.Configuration) is { } dashboard)
                 {
                     var mapped = app.MapOrleansDashboard();
-                    // The console has its own port: the dashboard answers only on its own.
-                    if (admin is not null) mapped.RequireHost($"*:{new Uri(dashboard).Port}");
+                    // The console and the probes have their own ports: the dashboard answers only on its own.
+                    if (admin is not null || health is not null) mapped.RequireHost($"*:{new Uri(dashboard).Port}");
                 }
+
+                if (health is not null) app.MapHealthProbes(health);
 
                 if (admin is not null) app.MapAdmin(admin);
                 if (AdminSettings.PrometheusEnabled(app.Configuration)) app.MapPrometheusScrapingEndpoint().RequireHost($"*:{admin!.Port}");
