@@ -468,6 +468,9 @@ public sealed class TransactionCoordinatorGrain : Grain, ITransactionCoordinator
             await _state.WriteStateAsync();
             _machine.OnCompletionPersisted();
             _logger.LogInformation("Completed {TransactionId}: every participant acknowledged {Decision}", TransactionId, _machine.Record.Decision);
+            // One coordinator per order: once complete it has nothing left to do, so it does not sit in memory
+            // for Orleans' idle time. A resubmission or an inquiry activates it again from its record.
+            DeactivateOnIdle();
         }
         catch (Exception ex)
         {

@@ -76,6 +76,11 @@ public abstract class ParticipantGrain<TResource, TWork> : Grain where TResource
     protected ProtocolOptions Options { get; }
     protected ILogger Logger { get; }
     protected abstract ParticipantKind Kind { get; }
+
+    /// <summary>A participant that serves one transaction (a shipment per order): once nothing is prepared
+    /// after a decision it deactivates instead of waiting out Orleans' idle time; a late message reactivates
+    /// it from its record.</summary>
+    protected virtual bool ServesOneTransaction => false;
     protected abstract IResourceRules<TResource, TWork> Rules { get; }
     protected string Key => this.GetPrimaryKeyString();
     protected string ParticipantName => new ParticipantId(Kind, Key).ToString();
@@ -292,6 +297,7 @@ public abstract class ParticipantGrain<TResource, TWork> : Grain where TResource
         if (result.Case == DecisionCase.Conflict) ThrowViolation(transactionId, decision);
         await WhenWritten(durable, transactionId, decision == Decision.Commit ? "committed" : "rolled back");
         Logger.LogDebug("{Decision} acknowledged {TransactionId} by {Participant} ({Case})", decision, transactionId, ParticipantName, result.Case);
+        if (ServesOneTransaction && _machine.Record.Prepared.Count == 0) DeactivateOnIdle();
     }
 
     private void ThrowViolation(string transactionId, Decision decision)

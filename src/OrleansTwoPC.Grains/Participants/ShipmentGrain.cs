@@ -25,6 +25,7 @@ public sealed class ShipmentGrain(
     private static readonly ShipmentRules ShipmentRules = new();
 
     protected override ParticipantKind Kind => ParticipantKind.Shipment;
+    protected override bool ServesOneTransaction => true;
     protected override IResourceRules<ShipmentRecord, ShipmentDetails> Rules => ShipmentRules;
 
     public Task<VoteReply> Prepare(string transactionId, ShipmentRequest shipment, DateTimeOffset deadline)
