@@ -35,7 +35,7 @@ public sealed class PerOrderActivationTests(TwoPcClusterFixture fixture) : Clust
         var management = Grains.GetGrain<IManagementGrain>(0);
         var remaining = await Eventually(
             async () => (await management.GetDetailedGrainStatistics()).Where(s => keys.Contains(s.GrainId.Key.ToString()!)).Select(s => s.GrainId.ToString()).ToList(),
-            active => active.Count == 0, TimeSpan.FromSeconds(20));
+            active => active.Count == 0, TimeSpan.FromSeconds(60));
         Assert.True(remaining.Count == 0, $"still activated after completion: {string.Join(", ", remaining)}");
 
         // Reactivated from their records, they answer as before.
