@@ -32,7 +32,7 @@ issue() { # name usages
   local name=$1 usages=$2
   openssl req -newkey rsa:2048 -nodes -subj "/CN=$name" -keyout "$dir/$name.key" -out "$work/$name.csr" 2>/dev/null
   printf 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=%s\n' "$usages" >"$work/$name.ext"
-  openssl x509 -req -in "$work/$name.csr" -CA "$dir/cluster-ca.crt" -CAkey "$work/cluster-ca.key" -CAcreateserial \
+  openssl x509 -req -in "$work/$name.csr" -CA "$dir/cluster-ca.crt" -CAkey "$work/cluster-ca.key" -CAserial "$work/cluster-ca.srl" -CAcreateserial \
     -days "$days" -extfile "$work/$name.ext" -out "$dir/$name.crt" 2>/dev/null
   if [ "$(id -u)" = 0 ]; then
     chown "$container_uid" "$dir/$name.key"
