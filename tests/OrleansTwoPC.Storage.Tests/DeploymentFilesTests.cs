@@ -391,6 +391,39 @@ public sealed class DeploymentFilesTests
     }
 
     [Fact]
+    public void Tls_override_mounts_each_service_its_own_certificate_and_key_from_outside_the_repository()
+    {
+        var overrides = Map(LoadYaml("docker-compose.tls.yml")["services"]);
+        var expected = SiloServices().Select(s => s.Key).Append(ClientService).Order().ToList();
+        Assert.Equal(expected, overrides.Keys.Order().ToList());
+        foreach (var (name, node) in overrides)
+        {
+            var service = Map(node);
+            var environment = Environment(service);
+            Assert.Equal(["TwoPC__CaPath", "TwoPC__CertificatePath", "TwoPC__KeyPath"],
+                environment.Keys.Select(k => k.Replace("Tls__", "", StringComparison.Ordinal)).Order().ToList());
+
+            // Host file -> container path, read-only; the host files are this service's own and the CA's certificate.
+            var mounts = Strings(service["volumes"]).Select(v => Resolve(v).Split(':')).ToDictionary(p => p[1], p => (Source: p[0], Mode: p[2]));
+            foreach (var key in environment.Keys)
+            {
+                Assert.True(mounts.TryGetValue(environment[key], out var mount), $"{name}: {key}={environment[key]} is not a mounted file");
+                Assert.Equal("ro", mount.Mode);
+                var file = Path.GetFileName(mount.Source);
+                Assert.Equal(key.EndsWith("CaPath", StringComparison.Ordinal) ? "cluster-ca.crt"
+                    : name + (key.EndsWith("KeyPath", StringComparison.Ordinal) ? ".key" : ".crt"), file);
+                Assert.StartsWith("./secrets/", mount.Source, StringComparison.Ordinal);
+            }
+
+            Assert.Equal(3, mounts.Count);
+        }
+
+        // Where the certificates live by default is neither committed nor sent to an image build.
+        Assert.Contains("secrets/", File.ReadAllLines(Path.Combine(Root.Value, ".gitignore")).Select(l => l.Trim()));
+        Assert.Contains("secrets/", File.ReadAllLines(Path.Combine(Root.Value, ".dockerignore")).Select(l => l.Trim()));
+    }
+
+    [Fact]
     public void Max_connections_fits_every_silo_and_two_tpc_processes_pooling_on_four_databases()
     {
         var command = Strings(Map(Services()[PostgresService])["command"]);
@@ -602,9 +635,11 @@ public sealed class DeploymentFilesTests
         _ => [],
     };
 
-    private static Dictionary<string, object?> LoadCompose()
+    private static Dictionary<string, object?> LoadCompose() => LoadYaml("docker-compose.yml");
+
+    private static Dictionary<string, object?> LoadYaml(string file)
     {
-        using var reader = new StreamReader(Path.Combine(Root.Value, "docker-compose.yml"));
+        using var reader = new StreamReader(Path.Combine(Root.Value, file));
         // MergingParser resolves the anchors and "<<:" merge keys the file shares between silos.
         var parser = new MergingParser(new Parser(reader));
         var document = new DeserializerBuilder().Build().Deserialize<Dictionary<object, object?>>(parser);
