@@ -2,8 +2,10 @@
 # The compose deployment for real (CI runs this after the test suite): builds the images, starts
 # docker-compose.yml, waits for every silo's readiness probe, seeds, places an order, stops the payment
 # silo (an order answers "payment service is down", stock still reads), starts it again, recovers, checks
-# the invariants and removes everything. The commands it runs are README's "Deploying with Docker Compose"
-# sequence (a test keeps the two the same).
+# the invariants and removes everything. The silos run with per-service PostgreSQL logins (the provision
+# step creates them): it checks that no silo holds another service's or the admin password, and that the
+# payment login is refused by the inventory database but reads its own. The commands it runs are README's
+# "Deploying with Docker Compose" sequence (a test keeps the two the same).
 #
 # Usage: deploy/compose-smoke-test.sh   (as root; needs docker.io, debootstrap and docker-compose or the compose plugin)
 #
@@ -83,8 +85,13 @@ phase "base images"
 # ---- settings: a fresh project, password and host port; nothing written into the repository ----
 run=$(head -c 6 /dev/urandom | od -An -tx1 | tr -d ' \n')
 export COMPOSE_PROJECT_NAME="twopcsmoke$run"
-POSTGRES_PASSWORD=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
-export POSTGRES_PASSWORD
+secret() { head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
+POSTGRES_PASSWORD=$(secret)
+TWOPC_COORDINATOR_DB_PASSWORD=$(secret)
+TWOPC_INVENTORY_DB_PASSWORD=$(secret)
+TWOPC_PAYMENT_DB_PASSWORD=$(secret)
+TWOPC_SHIPPING_DB_PASSWORD=$(secret)
+export POSTGRES_PASSWORD TWOPC_COORDINATOR_DB_PASSWORD TWOPC_INVENTORY_DB_PASSWORD TWOPC_PAYMENT_DB_PASSWORD TWOPC_SHIPPING_DB_PASSWORD
 # The engine's bridge has no route out (the daemon runs with --iptables=false): restore over the host network.
 export TWOPC_BUILD_NETWORK=host
 TWOPC_POSTGRES_PORT=
@@ -126,6 +133,31 @@ while true; do
 done
 say "healthy: $states"
 phase "wait for health"
+
+# ---- least privilege: each silo holds its own login only; the payment login cannot reach inventory ----
+declare -A own=([silo-coordinator]=COORDINATOR [silo-inventory]=INVENTORY [silo-payment]=PAYMENT [silo-shipping]=SHIPPING)
+for service in "${!own[@]}"; do
+  environment=$(docker inspect --format '{{range .Config.Env}}{{println .}}{{end}}' "$(compose ps -q "$service")")
+  for name in POSTGRES COORDINATOR INVENTORY PAYMENT SHIPPING; do
+    if [ "$name" = POSTGRES ]; then var=POSTGRES_PASSWORD; else var="TWOPC_${name}_DB_PASSWORD"; fi
+    if [ "$name" = "${own[$service]}" ]; then
+      grep -qF "Password=${!var};" <<<"$environment" || fail "$service does not log in with its own password ($var)"
+    elif grep -qF "${!var}" <<<"$environment"; then
+      fail "$service holds $var: a silo may hold only its own service's credentials"
+    fi
+  done
+done
+set +e
+out=$(compose exec -T postgres psql "host=localhost dbname=twopc_inventory user=twopc_payment password=$TWOPC_PAYMENT_DB_PASSWORD" -c "select 1" 2>&1)
+status=$?
+set -e
+echo "$out"
+[ "$status" != 0 ] || fail "the payment login connected to the inventory database"
+grep -q 'permission denied for database "twopc_inventory"' <<<"$out" || fail "the payment login should be refused by the inventory database (permission denied)"
+out=$(compose exec -T postgres psql "host=localhost dbname=twopc_payments user=twopc_payment password=$TWOPC_PAYMENT_DB_PASSWORD" -c "select count(*) from orleansstorage" 2>&1) \
+  || fail "the payment login could not read its own database: $out"
+say "payment login: refused by twopc_inventory, reads twopc_payments"
+phase "least privilege"
 
 compose run --rm client seed --sku "$sku=10" --account "$account=10000"
 out=$(compose run --rm client order --id "$order-1" --account "$account" --address "1 Main St" --line "$sku:2:100" 2>&1) \

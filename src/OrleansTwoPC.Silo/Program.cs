@@ -49,13 +49,14 @@ IHostApplicationBuilder builder;
 try
 {
     builder = SiloHostBuilder.Create(settings);
+    // Inside the try: a bad log level is one line too, before any logger exists to report it.
+    Log.Logger = LoggingSetup.Configure(new LoggerConfiguration(), builder.Configuration).CreateLogger();
 }
 catch (SiloStartupException ex)
 {
     Console.Error.WriteLine($"error: {ex.Message}");
     return 1;
 }
-Log.Logger = LoggingSetup.Configure(new LoggerConfiguration(), builder.Configuration).CreateLogger();
 builder.Services.AddSerilog();
 using var cancel = new CancellationTokenSource();
 Console.CancelKeyPress += (_, e) => { e.Cancel = true; cancel.Cancel(); };

@@ -9,13 +9,16 @@ namespace OrleansTwoPC.Storage.Tests;
 /// <summary>
 /// Keeps docker-compose.yml and the Dockerfiles in step with what the hosts really read: service names,
 /// Dockerfile paths, configuration keys (README's configuration reference), the PostgreSQL host, the
-/// cluster identity shared by silos and client, advertised addresses and the .NET image tags.
+/// cluster identity shared by silos and client, advertised addresses, the .NET image tags, and least
+/// privilege (a provision step creates a login per service; each silo holds only its own).
 /// No Docker engine is needed; CI additionally runs <c>docker-compose config -q</c>.
 /// </summary>
 public sealed class DeploymentFilesTests
 {
     private const string PostgresService = "postgres";
     private const string ClientService = "client";
+    private const string ProvisionService = "provision";
+    private const string AdminPasswordVariable = "POSTGRES_PASSWORD";
 
     /// <summary>Keys the silo reads (README: "Using your own PostgreSQL" and "Configuration reference"), env spelling.</summary>
     private static readonly string[] SiloExactKeys =
@@ -32,6 +35,7 @@ public sealed class DeploymentFilesTests
         "TwoPC__GatewayPort",
         "TwoPC__AdvertisedIp",
         "TwoPC__Roles",
+        "TwoPC__ProvisionDatabases",
     ];
 
     private static readonly string[] SiloKeyPrefixes =
@@ -40,6 +44,9 @@ public sealed class DeploymentFilesTests
         "TwoPC__Recovery__",
         "TwoPC__Logging__",
         "TwoPC__Health__",
+        "TwoPC__Tls__",
+        "TwoPC__Postgres__",
+        "TwoPC__Logins__",
         "Orleans__",
     ];
 
@@ -56,7 +63,7 @@ public sealed class DeploymentFilesTests
         "TwoPC__ServiceId",
     ];
 
-    private static readonly string[] ClientKeyPrefixes = ["TwoPC__Client__"];
+    private static readonly string[] ClientKeyPrefixes = ["TwoPC__Client__", "TwoPC__Tls__", "TwoPC__Postgres__"];
 
     private static readonly Lazy<string> Root = new(FindRepositoryRoot);
 
@@ -162,10 +169,14 @@ public sealed class DeploymentFilesTests
                     $"{name}: '{key}' is not a configuration key the silo reads (README configuration reference)");
             }
 
-            foreach (var required in new[] { "ConnectionStrings__PostgresServer", "TwoPC__DatabasePrefix", "TwoPC__ClusterId", "TwoPC__Health__Port" })
+            foreach (var required in new[] { "TwoPC__DatabasePrefix", "TwoPC__ClusterId", "TwoPC__Health__Port" })
             {
                 Assert.True(environment.ContainsKey(required), $"{name} must set {required}");
             }
+
+            // The provision step creates the databases and schema; a silo's own login may not.
+            Assert.True(environment.TryGetValue("TwoPC__ProvisionDatabases", out var provision) && Resolve(provision) == "false",
+                $"{name} must run with TwoPC__ProvisionDatabases=false");
 
             foreach (var port in new[] { "TwoPC__SiloPort", "TwoPC__GatewayPort", "TwoPC__Health__Port" })
             {
@@ -191,15 +202,99 @@ public sealed class DeploymentFilesTests
     [Fact]
     public void Connection_strings_point_at_the_postgres_service()
     {
-        var postgresPassword = Resolve(Scalar(Map(Map(Services()[PostgresService])["environment"]), "POSTGRES_PASSWORD")!);
-        foreach (var (name, service) in SiloServices().Append(new(ClientService, Map(Services()[ClientService]))))
+        foreach (var (name, service) in ConnectingServices())
         {
-            var environment = Environment(service);
-            Assert.True(environment.TryGetValue("ConnectionStrings__PostgresServer", out var connectionString), $"{name} has no ConnectionStrings__PostgresServer");
-            var builder = new NpgsqlConnectionStringBuilder(Resolve(connectionString!));
-            Assert.Equal(PostgresService, builder.Host);
-            Assert.Equal(5432, builder.Port);
-            Assert.Equal(postgresPassword, builder.Password);
+            var connectionStrings = ConnectionStrings(service);
+            Assert.True(connectionStrings.Count > 0, $"{name} has no connection string");
+            foreach (var (key, connectionString) in connectionStrings)
+            {
+                var builder = new NpgsqlConnectionStringBuilder(connectionString);
+                Assert.True(builder.Host == PostgresService && builder.Port == 5432, $"{name}: {key} must point at {PostgresService}:5432");
+            }
+        }
+
+        // The admin connection: the provision step's (it creates the logins) and tpc's (tpc check reads all four databases).
+        var adminPassword = Resolve(Scalar(Map(Map(Services()[PostgresService])["environment"]), AdminPasswordVariable)!);
+        foreach (var name in new[] { ProvisionService, ClientService })
+        {
+            var builder = new NpgsqlConnectionStringBuilder(Assert.Single(ConnectionStrings(Services()[name])).Value);
+            Assert.Equal("postgres", builder.Username);
+            Assert.Equal(adminPassword, builder.Password);
+        }
+    }
+
+    [Fact]
+    public void A_one_shot_provision_step_creates_a_login_per_service_before_any_silo_starts()
+    {
+        var provision = Services()[ProvisionService];
+        Assert.Equal("src/OrleansTwoPC.Silo/Dockerfile", Scalar(Map(provision["build"]), "dockerfile"));
+        Assert.Equal(["provision"], Strings(provision["command"]));
+        Assert.Equal(["dotnet", "OrleansTwoPC.Silo.dll"], Strings(provision["entrypoint"]));
+        Assert.Equal("no", Scalar(provision, "restart"));
+        Assert.Equal("service_healthy", Scalar(Map(Map(provision["depends_on"])[PostgresService]), "condition"));
+
+        var environment = Environment(provision);
+        foreach (var key in environment.Keys)
+        {
+            Assert.True(SiloExactKeys.Contains(key, StringComparer.Ordinal) || SiloKeyPrefixes.Any(p => key.StartsWith(p, StringComparison.Ordinal)),
+                $"provision: '{key}' is not a configuration key the silo executable reads");
+        }
+
+        // Every service's login, its password from a required variable of its own.
+        foreach (var (service, _) in ServiceLogins.Services)
+        {
+            var key = $"TwoPC__Logins__{service}__Password";
+            Assert.True(environment.TryGetValue(key, out var password), $"provision must set {key}");
+            Assert.Matches($@"^\$\{{{PasswordVariable(service)}:\?[^}}]+\}}$", password);
+        }
+
+        foreach (var (name, silo) in SiloServices())
+        {
+            Assert.Equal(Resolve(Environment(silo)["TwoPC__DatabasePrefix"]), Resolve(environment["TwoPC__DatabasePrefix"]));
+            var dependsOn = Map(silo["depends_on"]);
+            Assert.True(dependsOn.ContainsKey(ProvisionService), $"{name} must wait for {ProvisionService}");
+            Assert.Equal("service_completed_successfully", Scalar(Map(dependsOn[ProvisionService]), "condition"));
+        }
+    }
+
+    [Fact]
+    public void Each_silo_holds_only_its_own_services_login_and_no_admin_password()
+    {
+        var passwords = ServiceLogins.Services.Select(s => PasswordVariable(s.Service)).Append(AdminPasswordVariable)
+            .ToDictionary(v => v, v => Resolve($"${{{v}:?unset}}"));
+        // Distinct example values, or a silo holding another's password could not be told from its own.
+        Assert.Equal(passwords.Count, passwords.Values.Distinct().Count());
+
+        foreach (var (name, silo) in SiloServices())
+        {
+            var environment = Environment(silo);
+            var role = Assert.Single(Resolve(environment["TwoPC__Roles"]).Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries));
+            var prefix = Resolve(environment["TwoPC__DatabasePrefix"]);
+            var own = PasswordVariable(role);
+
+            // Exactly the databases a silo of its role opens (its own and the coordinator's), no admin connection.
+            var connectionStrings = ConnectionStrings(silo);
+            var needed = ServiceLogins.DatabasesFor([role]).Select(d => $"ConnectionStrings__{d}").Order().ToList();
+            Assert.Equal(needed, connectionStrings.Keys.Order().ToList());
+            var databases = PostgresTopology.DeriveDatabases("Host=postgres", prefix);
+            foreach (var (key, connectionString) in connectionStrings)
+            {
+                var builder = new NpgsqlConnectionStringBuilder(connectionString);
+                Assert.Equal(PostgresConnectionStrings.DatabaseOf(databases[key["ConnectionStrings__".Length..]]), builder.Database);
+                Assert.True(builder.Username == $"{prefix}_{role}", $"{name}: {key} must log in as {prefix}_{role} (provision's login for {role}), not {builder.Username}");
+                Assert.True(builder.Password == passwords[own], $"{name}: {key} must take its password from {own}");
+                Assert.Contains($";Password=${{{own}:?", Environment(silo)[key]);
+            }
+
+            // Neither another service's password nor the admin's, in any form.
+            foreach (var (variable, value) in passwords.Where(p => p.Key != own))
+            {
+                foreach (var (key, raw) in environment)
+                {
+                    Assert.False(raw.Contains($"${{{variable}", StringComparison.Ordinal) || Resolve(raw).Contains(value, StringComparison.Ordinal),
+                        $"{name}: {key} holds {variable}; a silo may hold only its own service's credentials");
+                }
+            }
         }
     }
 
@@ -280,16 +375,52 @@ public sealed class DeploymentFilesTests
             Assert.True(example.ContainsKey(variable), $".env.example does not document {variable}, which docker-compose.yml uses");
         }
 
-        // No default for the password: compose refuses to start without one from .env or the environment.
+        // No default for a password: compose refuses to start without one from .env or the environment.
         Assert.Matches(@"\$\{POSTGRES_PASSWORD:\?[^}]+\}", Scalar(Map(Map(Services()[PostgresService])["environment"]), "POSTGRES_PASSWORD"));
-        foreach (var (name, service) in SiloServices().Append(new(ClientService, Map(Services()[ClientService]))))
+        foreach (var (name, service) in ConnectingServices())
         {
-            Assert.Contains(";Password=${POSTGRES_PASSWORD:?", Environment(service)["ConnectionStrings__PostgresServer"]);
+            foreach (var (key, _) in ConnectionStrings(service))
+            {
+                Assert.Matches(@";Password=\$\{[A-Z_]+_PASSWORD:\?[^}]+\};", Environment(service)[key]);
+            }
         }
 
         var ignored = File.ReadAllLines(Path.Combine(Root.Value, ".gitignore")).Select(l => l.Trim()).ToList();
         Assert.Contains(".env", ignored);
         Assert.Contains(".env", File.ReadAllLines(Path.Combine(Root.Value, ".dockerignore")).Select(l => l.Trim()));
+    }
+
+    [Fact]
+    public void Tls_override_mounts_each_service_its_own_certificate_and_key_from_outside_the_repository()
+    {
+        var overrides = Map(LoadYaml("docker-compose.tls.yml")["services"]);
+        var expected = SiloServices().Select(s => s.Key).Append(ClientService).Order().ToList();
+        Assert.Equal(expected, overrides.Keys.Order().ToList());
+        foreach (var (name, node) in overrides)
+        {
+            var service = Map(node);
+            var environment = Environment(service);
+            Assert.Equal(["TwoPC__CaPath", "TwoPC__CertificatePath", "TwoPC__KeyPath"],
+                environment.Keys.Select(k => k.Replace("Tls__", "", StringComparison.Ordinal)).Order().ToList());
+
+            // Host file -> container path, read-only; the host files are this service's own and the CA's certificate.
+            var mounts = Strings(service["volumes"]).Select(v => Resolve(v).Split(':')).ToDictionary(p => p[1], p => (Source: p[0], Mode: p[2]));
+            foreach (var key in environment.Keys)
+            {
+                Assert.True(mounts.TryGetValue(environment[key], out var mount), $"{name}: {key}={environment[key]} is not a mounted file");
+                Assert.Equal("ro", mount.Mode);
+                var file = Path.GetFileName(mount.Source);
+                Assert.Equal(key.EndsWith("CaPath", StringComparison.Ordinal) ? "cluster-ca.crt"
+                    : name + (key.EndsWith("KeyPath", StringComparison.Ordinal) ? ".key" : ".crt"), file);
+                Assert.StartsWith("./secrets/", mount.Source, StringComparison.Ordinal);
+            }
+
+            Assert.Equal(3, mounts.Count);
+        }
+
+        // Where the certificates live by default is neither committed nor sent to an image build.
+        Assert.Contains("secrets/", File.ReadAllLines(Path.Combine(Root.Value, ".gitignore")).Select(l => l.Trim()));
+        Assert.Contains("secrets/", File.ReadAllLines(Path.Combine(Root.Value, ".dockerignore")).Select(l => l.Trim()));
     }
 
     [Fact]
@@ -299,7 +430,8 @@ public sealed class DeploymentFilesTests
         var setting = Resolve(Assert.Single(command, c => c.StartsWith("max_connections=", StringComparison.Ordinal)));
         var maxConnections = int.Parse(setting["max_connections=".Length..]);
         var pools = SiloServices().Append(new(ClientService, Map(Services()[ClientService])))
-            .Select(s => new NpgsqlConnectionStringBuilder(Resolve(Environment(s.Value)["ConnectionStrings__PostgresServer"])).MaxPoolSize)
+            .SelectMany(s => ConnectionStrings(s.Value).Values)
+            .Select(c => new NpgsqlConnectionStringBuilder(c).MaxPoolSize)
             .ToList();
         var pool = pools.Max();
         // Without a cap, each process would pool PostgresConnectionStrings.DefaultMaximumPoolSize per database.
@@ -312,10 +444,13 @@ public sealed class DeploymentFilesTests
     public void Connection_strings_turn_gss_encryption_off()
     {
         // The .NET images carry no Kerberos library; Npgsql's default would look for it on every new connection.
-        foreach (var (name, service) in SiloServices().Append(new(ClientService, Map(Services()[ClientService]))))
+        foreach (var (name, service) in ConnectingServices())
         {
-            var builder = new NpgsqlConnectionStringBuilder(Resolve(Environment(service)["ConnectionStrings__PostgresServer"]));
-            Assert.True(builder.GssEncryptionMode == GssEncryptionMode.Disable, $"{name}: GSS Encryption Mode=Disable");
+            foreach (var (key, connectionString) in ConnectionStrings(service))
+            {
+                var builder = new NpgsqlConnectionStringBuilder(connectionString);
+                Assert.True(builder.GssEncryptionMode == GssEncryptionMode.Disable, $"{name}: {key} needs GSS Encryption Mode=Disable");
+            }
         }
     }
 
@@ -335,7 +470,7 @@ public sealed class DeploymentFilesTests
             Assert.True(smoke.Contains(asRun, StringComparison.Ordinal), $"deploy/compose-smoke-test.sh does not run README's `{command}`");
         }
 
-        foreach (var step in new[] { "build", "up -d", "run --rm client seed", "run --rm client order", "stop silo-payment",
+        foreach (var step in new[] { "build", "up -d", "exec -T postgres psql", "run --rm client seed", "run --rm client order", "stop silo-payment",
                      "run --rm --no-deps client order", "run --rm --no-deps client stock", "start silo-payment", "recover --all", "run --rm client check", "down -v" })
         {
             Assert.Contains(commands, c => c.Contains(step, StringComparison.Ordinal));
@@ -435,6 +570,17 @@ public sealed class DeploymentFilesTests
     private static List<KeyValuePair<string, Dictionary<string, object?>>> SiloServices() =>
         Services().Where(x => x.Key.StartsWith("silo", StringComparison.Ordinal)).ToList();
 
+    /// <summary>Every service that logs in to PostgreSQL: the silos, the provision step and the client.</summary>
+    private static List<KeyValuePair<string, Dictionary<string, object?>>> ConnectingServices() =>
+        SiloServices().Append(new(ProvisionService, Services()[ProvisionService])).Append(new(ClientService, Services()[ClientService])).ToList();
+
+    /// <summary>A service's <c>ConnectionStrings__*</c>, resolved.</summary>
+    private static Dictionary<string, string> ConnectionStrings(Dictionary<string, object?> service) =>
+        Environment(service).Where(e => e.Key.StartsWith("ConnectionStrings__", StringComparison.Ordinal)).ToDictionary(e => e.Key, e => Resolve(e.Value));
+
+    /// <summary>The .env variable holding a service login's password (TWOPC_PAYMENT_DB_PASSWORD).</summary>
+    private static string PasswordVariable(string service) => $"TWOPC_{service.ToUpperInvariant()}_DB_PASSWORD";
+
     /// <summary>A service's environment in either compose form (mapping or KEY=value list).</summary>
     private static Dictionary<string, string> Environment(Dictionary<string, object?> service)
     {
@@ -489,9 +635,11 @@ public sealed class DeploymentFilesTests
         _ => [],
     };
 
-    private static Dictionary<string, object?> LoadCompose()
+    private static Dictionary<string, object?> LoadCompose() => LoadYaml("docker-compose.yml");
+
+    private static Dictionary<string, object?> LoadYaml(string file)
     {
-        using var reader = new StreamReader(Path.Combine(Root.Value, "docker-compose.yml"));
+        using var reader = new StreamReader(Path.Combine(Root.Value, file));
         // MergingParser resolves the anchors and "<<:" merge keys the file shares between silos.
         var parser = new MergingParser(new Parser(reader));
         var document = new DeserializerBuilder().Build().Deserialize<Dictionary<object, object?>>(parser);

@@ -10,8 +10,8 @@ public static class LoggingSetup
 {
     public static LoggerConfiguration Configure(LoggerConfiguration logger, IConfiguration configuration)
     {
-        var consoleLevel = ParseLevel(configuration["TwoPC:Logging:ConsoleLevel"], LogEventLevel.Information);
-        var orleansLevel = ParseLevel(configuration["TwoPC:Logging:OrleansLevel"], LogEventLevel.Warning);
+        var consoleLevel = ParseLevel(configuration, "TwoPC:Logging:ConsoleLevel", LogEventLevel.Information);
+        var orleansLevel = ParseLevel(configuration, "TwoPC:Logging:OrleansLevel", LogEventLevel.Warning);
         logger
             .MinimumLevel.Debug()
             .MinimumLevel.Override("Orleans", orleansLevel)
@@ -26,7 +26,7 @@ public static class LoggingSetup
             // Rolling: a new file each day or every 100 MB (twopc20261128.json, twopc20261128_001.json, ...),
             // the last 14 kept, so a long-running silo never fills its disk with protocol events.
             logger.WriteTo.File(new CompactJsonFormatter(), file,
-                restrictedToMinimumLevel: ParseLevel(configuration["TwoPC:Logging:FileLevel"], LogEventLevel.Debug),
+                restrictedToMinimumLevel: ParseLevel(configuration, "TwoPC:Logging:FileLevel", LogEventLevel.Debug),
                 rollingInterval: RollingInterval.Day,
                 fileSizeLimitBytes: 100L * 1024 * 1024,
                 rollOnFileSizeLimit: true,
@@ -34,8 +34,15 @@ public static class LoggingSetup
         return logger;
     }
 
-    private static LogEventLevel ParseLevel(string? text, LogEventLevel fallback) =>
-        string.IsNullOrWhiteSpace(text) ? fallback
-        : Enum.TryParse<LogEventLevel>(text, ignoreCase: true, out var level) ? level
-        : throw new ArgumentException($"'{text}' is not a log level (Verbose, Debug, Information, Warning, Error, Fatal)");
+    /// <summary>A level setting; a bad one is a <see cref="SiloStartupException"/>, which the silo reports as one line.</summary>
+    private static LogEventLevel ParseLevel(IConfiguration configuration, string key, LogEventLevel fallback)
+    {
+        var text = configuration[key];
+        if (string.IsNullOrWhiteSpace(text)) return fallback;
+        // By name only: Enum.Parse would also take any number ("7").
+        var name = Enum.GetNames<LogEventLevel>().FirstOrDefault(n => string.Equals(n, text.Trim(), StringComparison.OrdinalIgnoreCase));
+        return name is not null
+            ? Enum.Parse<LogEventLevel>(name)
+            : throw new SiloStartupException($"{key} must be a log level (Verbose, Debug, Information, Warning, Error, Fatal), not '{text}'");
+    }
 }
