@@ -36,11 +36,18 @@ public sealed class PerOrderActivationTests(TwoPcClusterFixture fixture) : Clust
         var remaining = await Eventually(
             async () => (await management.GetDetailedGrainStatistics()).Where(s => keys.Contains(s.GrainId.Key.ToString()!)).Select(s => s.GrainId.ToString()).ToList(),
             active => active.Count == 0, TimeSpan.FromSeconds(60));
-        Assert.True(remaining.Count == 0, $"still activated after completion: {string.Join(", ", remaining)}");
+        if (remaining.Count > 0)
+        {
+            // What the stored records say about the grains still activated, to tell a lost deactivation from a reactivation.
+            var stored = (await reader.CoordinatorsAsync(unfinishedOnly: false)).Where(c => transactions.Contains(c.Key))
+                .Select(c => $"{c.Key}: {c.State.Decision} completed {c.State.CompletedAt:HH:mm:ss.fff}");
+            Assert.Fail($"still activated after completion at {DateTime.UtcNow:HH:mm:ss.fff}: {string.Join(", ", remaining)}; records: {string.Join("; ", stored)}");
+        }
 
         // Reactivated from their records, they answer as before.
         Assert.Equal("Confirmed", (await Shipment(committed[0].OrderId)).Status);
-        Assert.Equal("Cancelled", (await Shipment(aborted.OrderId)).Status);
+        // The aborted order's shipment was rolled back, or never prepared if the abort came first.
+        Assert.Contains((await Shipment(aborted.OrderId)).Status, new[] { "Cancelled", "None" });
         Assert.Equal(OrderStatus.Committed, (await Place(committed[0])).Status);
         Assert.Equal(OrderStatus.Aborted, (await Place(aborted)).Status);
         Assert.Equal(15, (await Stock(sku)).Committed);
