@@ -208,6 +208,23 @@ public sealed class CoordinatorMachineTests
     }
 
     [Fact]
+    public void VoteOfAnotherAttempt_IsIgnored_AndTheVoteOfThisAttemptCounts()
+    {
+        // A resubmission after a crash begins a second attempt; the first attempt's yes names its own deadline.
+        var machine = new CoordinatorMachine(Tx, Options(), null);
+        var later = T0.AddSeconds(7);
+        machine.Begin("fp-1", new[] { Sku }, later);
+        var thisAttempt = machine.Record.PrepareDeadline!.Value;
+
+        Assert.Empty(machine.OnVote(Sku, Vote.Yes, null, later, deadline: Deadline));
+        Assert.Empty(machine.OnVote(Sku, Vote.No, "another attempt", later, deadline: Deadline));
+        Assert.Equal(CoordinatorPhase.Preparing, machine.Phase);
+        Assert.Equal(VoteSource.Pending, machine.Record.Participants.Single().Source);
+
+        Assert.Equal(new PersistDecision(Decision.Commit), machine.OnVote(Sku, Vote.Yes, null, later, deadline: thisAttempt).Only<PersistDecision>());
+    }
+
+    [Fact]
     public void FirstNo_AbortsImmediately_WithoutWaitingForTheOthers()
     {
         var machine = Begun();

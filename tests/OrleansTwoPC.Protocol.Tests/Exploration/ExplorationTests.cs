@@ -11,13 +11,17 @@ public sealed class ExplorationTests(ITestOutputHelper output)
 {
     private static int? LargerBudget => int.TryParse(Environment.GetEnvironmentVariable("TWOPC_EXPLORE_BUDGET"), out var n) && n >= 0 ? n : null;
 
-    public static TheoryData<string> Scopes() => new() { "crashes", "write failure", "network", "competing" };
+    public static TheoryData<string> Scopes() => new() { "crashes", "write failure", "drop", "duplicate", "resubmission", "competing" };
 
     private static ExplorationScope ScopeNamed(string name) => name switch
     {
         "crashes" => ExplorationScope.OneTransaction(new FaultBudgets(1, 1, 0, 0, 0, 0, 0), withAccount: false),
         "write failure" => ExplorationScope.OneTransaction(new FaultBudgets(0, 0, 0, 0, 1, 0, 0), withAccount: false),
-        "network" => ExplorationScope.OneTransaction(new FaultBudgets(0, 0, 1, 0, 0, 0, 0), withAccount: false),
+        "drop" => ExplorationScope.OneTransaction(new FaultBudgets(0, 0, 1, 0, 0, 0, 0), withAccount: false),
+        "duplicate" => ExplorationScope.OneTransaction(new FaultBudgets(0, 0, 0, 1, 0, 0, 0), withAccount: false),
+        // A resubmission needs an idle coordinator whose client stopped waiting: after a coordinator crash. Over
+        // the SKU and the shipment (one crash, one resubmission) this is 724,993 states, past the CI budget.
+        "resubmission" => ExplorationScope.OneTransactionOneParticipant(new FaultBudgets(1, 1, 0, 0, 0, 1, 0)),
         "competing" => ExplorationScope.TwoCompeting(new FaultBudgets(1, 0, 0, 0, 0, 0, 0)),
         _ => throw new ArgumentException($"no scope {name}"),
     };
@@ -75,7 +79,7 @@ public sealed class PlantedBugExplorationTests(ITestOutputHelper output)
         PlantedBug.LatePrepareAcceptedAfterRollback,
         PlantedBug.AcknowledgeBeforeOutcomeIsDurable,
         PlantedBug.TombstonePrunedBeforeRetention,
-        PlantedBug.VoteReachesANewerActivation,
+        PlantedBug.VoteNotBoundToItsAttempt,
     };
 
     [Theory]
@@ -87,11 +91,14 @@ public sealed class PlantedBugExplorationTests(ITestOutputHelper output)
         {
             PlantedBug.VoteYesBeforePrepareIsDurable or PlantedBug.ForgetPrepareOnRestart => new FaultBudgets(0, 1, 0, 0, 0, 0, 0),
             PlantedBug.PresumedCommit => new FaultBudgets(1, 0, 0, 0, 0, 0, 0),
-            PlantedBug.VoteReachesANewerActivation => new FaultBudgets(1, 0, 0, 0, 0, 1, 0),
+            PlantedBug.VoteNotBoundToItsAttempt => new FaultBudgets(1, 0, 0, 0, 0, 1, 0),
             PlantedBug.LatePrepareAcceptedAfterRollback or PlantedBug.TombstonePrunedBeforeRetention => new FaultBudgets(0, 0, 0, 1, 0, 0, 0),
             _ => new FaultBudgets(0, 0, 0, 0, 0, 0, 0),
         };
-        var scope = ExplorationScope.OneTransaction(budgets, withAccount: false);
+        // The vote binding needs a second attempt, explored (like the "resubmission" scope) over the SKU alone.
+        var scope = bug == PlantedBug.VoteNotBoundToItsAttempt
+            ? ExplorationScope.OneTransactionOneParticipant(budgets)
+            : ExplorationScope.OneTransaction(budgets, withAccount: false);
         var result = Explorer.Run(scope, bug, maxStates: 300_000);
         ExplorationReport.Write(output, scope, result);
         Assert.NotNull(result.Violation);
@@ -99,15 +106,6 @@ public sealed class PlantedBugExplorationTests(ITestOutputHelper output)
         Assert.Contains(result.Trace, line => line.Contains("VIOLATION", StringComparison.Ordinal));
     }
 
-    [Fact]
-    public void TheCorrectHost_PassesTheBugScopes()
-    {
-        // The budgets the planted bugs are caught with: without the bug, the same scopes are clean.
-        foreach (var budgets in new[] { new FaultBudgets(0, 1, 0, 0, 0, 0, 0), new FaultBudgets(1, 0, 0, 0, 0, 0, 0), new FaultBudgets(0, 0, 0, 1, 0, 0, 0) })
-        {
-            var result = Explorer.Run(ExplorationScope.OneTransaction(budgets, withAccount: false));
-            Assert.True(result.Violation is null, $"{budgets}: {result.Violation}\n{string.Join("\n", result.Trace)}");
-        }
-    }
-
+    // Without the bug each of these scopes is clean: each lies within a default scope above (budgets are upper
+    // bounds, so "crashes" holds every path of one crash of either kind alone), which keeps every property.
 }
