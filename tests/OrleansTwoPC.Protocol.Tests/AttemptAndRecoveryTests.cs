@@ -329,6 +329,7 @@ public sealed class AttemptAndRecoveryTests
         var machine = PreparedD1();
         var ex = Assert.Throws<ArgumentException>(() => machine.Resolve(T1, Decision.None, D1, T0.AddSeconds(30)));
         Assert.Equal("decision", ex.ParamName);
+        Assert.Contains("an inquiry answer must be a decision", ex.Message);
         Assert.Equal(ParticipantTransactionStatus.Prepared, machine.StatusOf(T1));
         Assert.Equal((10L, 0L), Counts(machine));
     }

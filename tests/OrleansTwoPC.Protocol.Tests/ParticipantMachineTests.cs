@@ -375,6 +375,39 @@ public sealed class ParticipantMachineTests
     }
 
     [Fact]
+    public void TombstonesThatExpireTogether_AreAllPrunedByOneWrite()
+    {
+        var retention = TimeSpan.FromMinutes(10);
+        var machine = Counter(10, retention);
+        machine.Rollback(T1, T0);
+        machine.Rollback(T2, T0);
+        machine.Rollback("tx-3", T0.AddSeconds(1));
+
+        machine.Rollback("tx-a", T0.AddSeconds(2) + retention);
+
+        Assert.Equal(new[] { "tx-a" }, machine.Record.Decided.Keys);
+    }
+
+    [Fact]
+    public void ANegativeRetention_HoldsTombstonesAtTheStartOfTheCalendar_InsteadOfOverflowing()
+    {
+        // Only a misconfiguration gives a negative retention; a step must still never throw half-way.
+        // The tombstone of a reservation whose deadline lies two hours ahead is kept until one hour ahead.
+        var retention = TimeSpan.FromHours(-1);
+        var machine = Counter(10, retention);
+        machine.Prepare(T1, Coordinator, 3, T0.AddHours(2), T0);
+        machine.Rollback(T1, T0);
+        Assert.Equal(T0.AddHours(1), machine.Record.Decided[T1].KeepUntil);
+
+        // Near the start of the calendar the keep-until time holds at its start (and is pruned at once).
+        var early = DateTimeOffset.MinValue.AddMinutes(10);
+        var atTheStart = Counter(10, retention);
+        atTheStart.Prepare(T1, Coordinator, 3, early.AddMinutes(10), early);
+        Assert.Equal(DecisionCase.Released, atTheStart.Rollback(T1, early).Case);
+        Assert.Equal(ParticipantTransactionStatus.Unknown, atTheStart.StatusOf(T1));
+    }
+
+    [Fact]
     public void AReloadedRecord_PrunesItsEarliestTombstone_OnTheFirstWritePastIt()
     {
         var retention = TimeSpan.FromMinutes(10);
