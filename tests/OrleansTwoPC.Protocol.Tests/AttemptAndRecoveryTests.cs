@@ -329,6 +329,7 @@ public sealed class AttemptAndRecoveryTests
         var machine = PreparedD1();
         var ex = Assert.Throws<ArgumentException>(() => machine.Resolve(T1, Decision.None, D1, T0.AddSeconds(30)));
         Assert.Equal("decision", ex.ParamName);
+        Assert.Contains("an inquiry answer must be a decision", ex.Message);
         Assert.Equal(ParticipantTransactionStatus.Prepared, machine.StatusOf(T1));
         Assert.Equal((10L, 0L), Counts(machine));
     }
@@ -434,12 +435,28 @@ public sealed class AttemptAndRecoveryTests
         var record = Counter(10, retention).Record;
         record.Decided["tx-old"] = new DecidedTransaction { Outcome = Decision.Abort, DecidedAt = T0, KeepUntil = T0 + retention };
         var machine = new ParticipantMachine<EscrowCounter, long>(new EscrowRules("insufficient stock"), record, retention);
-        var later = T0.AddMinutes(10);
-        machine.Prepare(T1, Coordinator, 3, later.AddSeconds(5), later);
+        // Prepared while the old tombstone is still kept: only the drop can prune it.
+        machine.Prepare(T1, Coordinator, 3, D2, T0.AddSeconds(1));
+        Assert.True(machine.Record.Decided.ContainsKey("tx-old"));
 
-        machine.Resolve(T1, Decision.Commit, D1, later.AddSeconds(30));
+        machine.Resolve(T1, Decision.Commit, D1, T0.AddMinutes(10));
 
         Assert.False(machine.Record.Decided.ContainsKey("tx-old"));
+    }
+
+    [Fact]
+    public void Resolve_Commit_OfAnotherAttempt_CancelsAStaleTentativeShipment()
+    {
+        // An escrow release changes nothing visible; a shipment's release cancels the tentative shipment.
+        var details = new ShipmentDetails { OrderId = "ORDER-1", Address = "1 Main St", Items = { new ShipmentItem { Sku = "SKU-1", Quantity = 3 } } };
+        var shipment = new ParticipantMachine<ShipmentRecord, ShipmentDetails>(new ShipmentRules(), null, TimeSpan.FromMinutes(2));
+        shipment.Prepare(T1, Coordinator, details, D2, T0);
+
+        var result = shipment.Resolve(T1, Decision.Commit, D1, T0.AddSeconds(30));
+
+        Assert.Equal(DecisionCase.DroppedStaleAttempt, result.Case);
+        Assert.Equal((ShipmentStatus.Cancelled, T1, T0.AddSeconds(30)), (shipment.Record.Resource.Status, shipment.Record.Resource.TransactionId, shipment.Record.Resource.ChangedAt));
+        Assert.Empty(shipment.Record.Prepared);
     }
 
     // ---------------------------------------------------------------- duplicate coordinator activation

@@ -48,6 +48,21 @@ public sealed class CoordinatorMachineTests
 
     // ---------------------------------------------------------------- construction
 
+    [Fact]
+    public void NewRecords_AreBlank_SoAFieldAStoredRecordLacksReadsAsEmpty()
+    {
+        var record = new CoordinatorRecord();
+        Assert.Equal(("", ""), (record.TransactionId, record.Fingerprint));
+        Assert.Equal("", new ParticipantEntry().Participant);
+        var order = new OrderSummary();
+        Assert.Equal(("", ""), (order.OrderId, order.AccountId));
+        Assert.Equal("", new OrderSummaryLine().Sku);
+        Assert.Equal("", new Participant.PreparedTransaction<long>().Coordinator);
+        var shipment = new Resources.ShipmentDetails();
+        Assert.Equal(("", ""), (shipment.OrderId, shipment.Address));
+        Assert.Equal("", new Resources.ShipmentItem().Sku);
+    }
+
     [Theory]
     [InlineData(null)]
     [InlineData("")]
@@ -56,6 +71,7 @@ public sealed class CoordinatorMachineTests
     {
         var ex = Assert.Throws<ArgumentException>(() => new CoordinatorMachine(id!, Options(), null));
         Assert.Equal("transactionId", ex.ParamName);
+        Assert.Contains("transaction id is blank", ex.Message);
     }
 
     [Fact]
@@ -127,7 +143,8 @@ public sealed class CoordinatorMachineTests
     public void Begin_Twice_Throws()
     {
         var machine = Begun();
-        Assert.Throws<InvalidOperationException>(() => machine.Begin("fp-1", Three, T0));
+        var ex = Assert.Throws<InvalidOperationException>(() => machine.Begin("fp-1", Three, T0));
+        Assert.Equal($"transaction {Tx} already begun (phase Preparing)", ex.Message);
         Assert.Equal(CoordinatorPhase.Preparing, machine.Phase);
     }
 
@@ -145,6 +162,7 @@ public sealed class CoordinatorMachineTests
         var duplicate = new[] { Sku, Account, new ParticipantId(ParticipantKind.Inventory, "SKU-1") };
         var ex = Assert.Throws<ArgumentException>(() => machine.Begin("fp-1", duplicate, T0));
         Assert.Equal("participants", ex.ParamName);
+        Assert.Contains("participants must be distinct", ex.Message);
         Assert.Equal(CoordinatorPhase.Idle, machine.Phase);
     }
 
@@ -154,6 +172,7 @@ public sealed class CoordinatorMachineTests
         var machine = new CoordinatorMachine(Tx, Options(), null);
         var ex = Assert.Throws<ArgumentException>(() => machine.Begin("fp-1", Array.Empty<ParticipantId>(), T0));
         Assert.Equal("participants", ex.ParamName);
+        Assert.Contains("at least one participant", ex.Message);
         Assert.Equal(CoordinatorPhase.Idle, machine.Phase);
     }
 
@@ -205,6 +224,23 @@ public sealed class CoordinatorMachineTests
         Assert.Empty(machine.OnVote(Sku, Vote.Yes, null, T0));
         Assert.Empty(machine.OnVote(Account, Vote.Yes, null, T0));
         Assert.Equal(CoordinatorPhase.Preparing, machine.Phase); // shipment has not voted
+    }
+
+    [Fact]
+    public void VoteOfAnotherAttempt_IsIgnored_AndTheVoteOfThisAttemptCounts()
+    {
+        // A resubmission after a crash begins a second attempt; the first attempt's yes names its own deadline.
+        var machine = new CoordinatorMachine(Tx, Options(), null);
+        var later = T0.AddSeconds(7);
+        machine.Begin("fp-1", new[] { Sku }, later);
+        var thisAttempt = machine.Record.PrepareDeadline!.Value;
+
+        Assert.Empty(machine.OnVote(Sku, Vote.Yes, null, later, deadline: Deadline));
+        Assert.Empty(machine.OnVote(Sku, Vote.No, "another attempt", later, deadline: Deadline));
+        Assert.Equal(CoordinatorPhase.Preparing, machine.Phase);
+        Assert.Equal(VoteSource.Pending, machine.Record.Participants.Single().Source);
+
+        Assert.Equal(new PersistDecision(Decision.Commit), machine.OnVote(Sku, Vote.Yes, null, later, deadline: thisAttempt).Only<PersistDecision>());
     }
 
     [Fact]
@@ -268,7 +304,7 @@ public sealed class CoordinatorMachineTests
         Assert.Equal(VoteSource.TimedOut, entries["payment/ACC-1"].Source);
         Assert.Equal(VoteSource.TimedOut, entries["shipment/ORDER-1"].Source);
         Assert.Equal("no vote within 5000 ms", entries["payment/ACC-1"].Reason);
-        Assert.Contains("timed out", machine.Record.AbortReason);
+        Assert.Equal("prepare timed out waiting for payment/ACC-1, shipment/ORDER-1", machine.Record.AbortReason);
         Assert.Contains("payment/ACC-1", machine.Record.AbortReason);
         Assert.Contains("shipment/ORDER-1", machine.Record.AbortReason);
         Assert.DoesNotContain("inventory/SKU-1", machine.Record.AbortReason);
@@ -429,6 +465,9 @@ public sealed class CoordinatorMachineTests
         Assert.Throws<InvalidOperationException>(() => Decided().OnDecisionPersisted());
         Assert.Throws<InvalidOperationException>(() => Begun().OnDecisionPersistFailed());
         Assert.Throws<InvalidOperationException>(() => Decided().OnDecisionPersistFailed());
+        // The message names the phase the host got wrong.
+        Assert.Equal("no decision write in flight (phase Preparing)", Assert.Throws<InvalidOperationException>(() => Begun().OnDecisionPersisted()).Message);
+        Assert.Equal("no decision write in flight (phase Decided)", Assert.Throws<InvalidOperationException>(() => Decided().OnDecisionPersistFailed()).Message);
     }
 
     [Fact]

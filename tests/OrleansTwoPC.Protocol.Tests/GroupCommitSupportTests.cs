@@ -116,5 +116,6 @@ public sealed class GroupCommitSupportTests
         Assert.Equal((PrepareCase.OtherAttempt, Vote.No), (machine.ConfirmYes(T2, D1).Case, machine.ConfirmYes(T2, D1).Vote));
 
         Assert.Equal(Vote.No, machine.ConfirmYes("tx-unknown", D1).Vote);
+        Assert.Equal("reservation dropped here while its prepare was being written", machine.ConfirmYes("tx-unknown", D1).Reason);
     }
 }

@@ -46,6 +46,7 @@ public sealed class ParticipantDefenceTests
             var other = machine.Prepare(tx, tx, second, Deadline, T0.AddMilliseconds(1));
 
             Assert.Equal((PrepareCase.OtherContent, Vote.No), (other.Case, other.Vote));
+            Assert.Equal("this transaction is prepared here with other content", other.Reason);
             Assert.False(other.MustPersist);
             Assert.Equal(before, Snapshot(machine));
             // The prepare as it was sent first is still a yes, covering exactly what is reserved.
@@ -123,6 +124,25 @@ public sealed class ParticipantDefenceTests
         });
     }
 
+    [Theory]
+    [InlineData(0, "shipment line 2 (SKU-B): quantity must be positive, got 0")]
+    [InlineData(1, "shipment line 2 has no SKU")]
+    [InlineData(2, "shipment line 2: SKU SKU-A appears twice")]
+    public void A_refused_shipment_line_is_named_by_its_number_from_one(int spoil, string reason)
+    {
+        var details = new ShipmentDetails { OrderId = "O-1", Address = "1 Main St", Items = { new ShipmentItem { Sku = "SKU-A", Quantity = 1 }, new ShipmentItem { Sku = "SKU-B", Quantity = 2 } } };
+        switch (spoil)
+        {
+            case 0: details.Items[1].Quantity = 0; break;
+            case 1: details.Items[1].Sku = ""; break;
+            default: details.Items[1].Sku = "SKU-A"; break;
+        }
+
+        var refused = NewShipment().Prepare("tx-1", "tx-1", details, Deadline, T0);
+
+        Assert.Equal((PrepareCase.Refused, reason), (refused.Case, refused.Reason));
+    }
+
     // ---------------------------------------------------------------- date arithmetic
 
     /// <summary>Deadlines up to the end of the calendar, as a record written before deadlines were bounded may hold.</summary>
@@ -188,6 +208,45 @@ public sealed class ParticipantDefenceTests
             }
         });
         Assert.NotNull(new EscrowCounter().CheckSetByAdministrator(-1));
+    }
+
+    [Fact]
+    public void Setting_a_counter_to_zero_is_allowed_and_a_negative_value_is_refused_with_its_reason()
+    {
+        var counter = new EscrowCounter { Exists = true, Committed = 7, SuppliedTotal = 7 };
+        Assert.Null(counter.CheckSetByAdministrator(0));
+        Assert.Equal("cannot be negative, got -1", counter.CheckSetByAdministrator(-1));
+    }
+
+    [Fact]
+    public void The_supplied_total_may_reach_exactly_the_largest_long_and_counts_what_is_already_committed()
+    {
+        // Supplied after the change = supplied + value - committed: exactly long.MaxValue still fits.
+        var counter = new EscrowCounter { Exists = true, Committed = 10, ConsumedTotal = long.MaxValue - 15, SuppliedTotal = long.MaxValue - 5 };
+        Assert.Null(counter.CheckSetByAdministrator(15));
+        var past = counter.CheckSetByAdministrator(16);
+        Assert.Equal($"16 would bring the supplied total (committed plus the {long.MaxValue - 15} consumed) past what this counter can account ({long.MaxValue})", past);
+
+        counter.SetByAdministrator(15);
+        Assert.Equal((15L, long.MaxValue), (counter.Committed, counter.SuppliedTotal));
+    }
+
+    [Fact]
+    public void Counter_arithmetic_never_wraps_an_overflow_throws_and_changes_nothing()
+    {
+        // Callers that skip the checks (a record from an older version, a bypassed admin check) must not wrap.
+        var admin = new EscrowCounter { Exists = true, Committed = 0, SuppliedTotal = long.MaxValue };
+        Assert.Throws<OverflowException>(() => admin.SetByAdministrator(1));
+        Assert.Equal((0L, long.MaxValue, true), (admin.Committed, admin.SuppliedTotal, admin.Exists));
+
+        var rules = new EscrowRules("insufficient stock");
+        var consumed = new EscrowCounter { Exists = true, Committed = 10, ConsumedTotal = long.MaxValue - 1 };
+        Assert.Throws<OverflowException>(() => rules.Apply(consumed, 5, "tx-1", T0));
+        Assert.Equal((10L, long.MaxValue - 1), (consumed.Committed, consumed.ConsumedTotal));
+
+        var committed = new EscrowCounter { Exists = true, Committed = long.MinValue + 1, ConsumedTotal = 0 };
+        Assert.Throws<OverflowException>(() => rules.Apply(committed, 5, "tx-1", T0));
+        Assert.Equal((long.MinValue + 1, 0L), (committed.Committed, committed.ConsumedTotal));
     }
 
     // ---------------------------------------------------------------- the prepare deadline bound

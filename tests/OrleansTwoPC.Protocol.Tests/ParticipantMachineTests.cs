@@ -116,6 +116,14 @@ public sealed class ParticipantMachineTests
     }
 
     [Fact]
+    public void PrepareExactlyAtItsDeadline_IsAccepted()
+    {
+        // The deadline is the last moment a prepare counts; only a later one is refused.
+        Assert.Equal(PrepareCase.Reserved, Counter(10).Prepare(T1, Coordinator, 3, Deadline, Deadline).Case);
+        Assert.Equal(PrepareCase.DeadlinePassed, Counter(10).Prepare(T1, Coordinator, 3, Deadline, Deadline.AddTicks(1)).Case);
+    }
+
+    [Fact]
     public void InsufficientStock_IsRefused_WithTheAvailableAmountInTheReason()
     {
         var machine = Counter(10);
@@ -352,6 +360,69 @@ public sealed class ParticipantMachineTests
     }
 
     [Fact]
+    public void ATombstone_IsKeptAtExactlyItsKeepUntilTime_WhileAnOlderOneIsPruned()
+    {
+        var retention = TimeSpan.FromMinutes(10);
+        var machine = Counter(10, retention);
+        machine.Rollback(T1, T0);
+        machine.Rollback(T2, T0.AddMinutes(1));
+
+        // The older tombstone has expired, the younger one reaches its keep-until time only now.
+        machine.Rollback("tx-a", T0.AddMinutes(1) + retention);
+
+        Assert.Equal(ParticipantTransactionStatus.Unknown, machine.StatusOf(T1));
+        Assert.Equal(ParticipantTransactionStatus.Aborted, machine.StatusOf(T2));
+    }
+
+    [Fact]
+    public void TombstonesThatExpireTogether_AreAllPrunedByOneWrite()
+    {
+        var retention = TimeSpan.FromMinutes(10);
+        var machine = Counter(10, retention);
+        machine.Rollback(T1, T0);
+        machine.Rollback(T2, T0);
+        machine.Rollback("tx-3", T0.AddSeconds(1));
+
+        machine.Rollback("tx-a", T0.AddSeconds(2) + retention);
+
+        Assert.Equal(new[] { "tx-a" }, machine.Record.Decided.Keys);
+    }
+
+    [Fact]
+    public void ANegativeRetention_HoldsTombstonesAtTheStartOfTheCalendar_InsteadOfOverflowing()
+    {
+        // Only a misconfiguration gives a negative retention; a step must still never throw half-way.
+        // The tombstone of a reservation whose deadline lies two hours ahead is kept until one hour ahead.
+        var retention = TimeSpan.FromHours(-1);
+        var machine = Counter(10, retention);
+        machine.Prepare(T1, Coordinator, 3, T0.AddHours(2), T0);
+        machine.Rollback(T1, T0);
+        Assert.Equal(T0.AddHours(1), machine.Record.Decided[T1].KeepUntil);
+
+        // Near the start of the calendar the keep-until time holds at its start (and is pruned at once).
+        var early = DateTimeOffset.MinValue.AddMinutes(10);
+        var atTheStart = Counter(10, retention);
+        atTheStart.Prepare(T1, Coordinator, 3, early.AddMinutes(10), early);
+        Assert.Equal(DecisionCase.Released, atTheStart.Rollback(T1, early).Case);
+        Assert.Equal(ParticipantTransactionStatus.Unknown, atTheStart.StatusOf(T1));
+    }
+
+    [Fact]
+    public void AReloadedRecord_PrunesItsEarliestTombstone_OnTheFirstWritePastIt()
+    {
+        var retention = TimeSpan.FromMinutes(10);
+        var record = Counter(10, retention).Record;
+        record.Decided[T2] = new DecidedTransaction { Outcome = Decision.Abort, DecidedAt = T0.AddMinutes(5), KeepUntil = T0.AddMinutes(5) + retention };
+        record.Decided[T1] = new DecidedTransaction { Outcome = Decision.Abort, DecidedAt = T0, KeepUntil = T0 + retention };
+        var machine = new ParticipantMachine<EscrowCounter, long>(new EscrowRules("insufficient stock"), record, retention);
+
+        machine.Rollback("tx-a", T0 + retention + TimeSpan.FromSeconds(1));
+
+        Assert.Equal(ParticipantTransactionStatus.Unknown, machine.StatusOf(T1));
+        Assert.Equal(ParticipantTransactionStatus.Aborted, machine.StatusOf(T2));
+    }
+
+    [Fact]
     public void AfterPruning_AHangingPrepareIsStillRefused_ByItsDeadline()
     {
         // Why DecisionRetention must exceed PrepareTimeout: once the tombstone is gone the deadline guards.
@@ -391,6 +462,7 @@ public sealed class ParticipantMachineTests
         machine.Commit("tx-done", T0.AddSeconds(1));
 
         Assert.Empty(machine.InDoubt(T0.AddSeconds(29), timeout));
+        Assert.Equal(new[] { ("tx-a", "coord-a") }, machine.InDoubt(T0 + timeout, timeout)); // exactly the timeout counts
         Assert.Equal(new[] { ("tx-a", "coord-a") }, machine.InDoubt(T0.AddSeconds(35), timeout));
         Assert.Equal(new[] { ("tx-a", "coord-a"), ("tx-b", "coord-b") }, machine.InDoubt(T0.AddSeconds(45), timeout));
         Assert.Equal(new[] { ("tx-a", "coord-a"), ("tx-b", "coord-b"), ("tx-c", "coord-c") }, machine.InDoubt(T0.AddMinutes(2), timeout));

@@ -36,6 +36,29 @@ public sealed class ProtocolOptionsTests
     }
 
     [Fact]
+    public void Validate_NamesAZeroPrepareTimeout_BeforeAnythingThatDependsOnIt()
+    {
+        var ex = Assert.Throws<ArgumentException>(new ProtocolOptions { PrepareTimeout = TimeSpan.Zero }.Validate);
+        Assert.Equal("PrepareTimeout must be positive", ex.Message);
+    }
+
+    [Fact]
+    public void RetryDelay_OfAZeroBaseDelay_IsTheCap_NeverZero()
+    {
+        // Unvalidated options must not produce a retry loop without any delay.
+        var options = new ProtocolOptions { RetryBaseDelay = TimeSpan.Zero, RetryMaxDelay = TimeSpan.FromSeconds(1) };
+        Assert.Equal(TimeSpan.FromSeconds(1), options.RetryDelay(1));
+    }
+
+    [Fact]
+    public void TheDeadlineBound_IsFourPrepareTimeouts_UpToExactlyAQuarterOfTheLongestSpan()
+    {
+        var quarter = TimeSpan.MaxValue / ProtocolOptions.DefaultDeadlineAheadFactor;
+        Assert.Equal(quarter * ProtocolOptions.DefaultDeadlineAheadFactor, new ProtocolOptions { PrepareTimeout = quarter }.MaxPrepareDeadlineAhead);
+        Assert.Equal(TimeSpan.MaxValue, new ProtocolOptions { PrepareTimeout = quarter + TimeSpan.FromTicks(1) }.MaxPrepareDeadlineAhead);
+    }
+
+    [Fact]
     public void Validate_AcceptsBoundaryValues()
     {
         new ProtocolOptions { RetryMaxDelay = TimeSpan.FromMilliseconds(100), DecisionRetention = TimeSpan.FromSeconds(5) + TimeSpan.FromTicks(1) }.Validate();

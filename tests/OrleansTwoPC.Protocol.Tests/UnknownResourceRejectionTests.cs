@@ -51,6 +51,9 @@ public sealed class UnknownResourceRejectionTests
         Assert.Equal(CoordinatorPhase.Idle, machine.Phase);
         Assert.False(machine.Record.IsDecided);
         Assert.Empty(machine.Record.Participants);
+        // The emptied record still names its transaction: an outcome read now reports the right id.
+        Assert.Equal(machine.TransactionId, machine.Record.TransactionId);
+        Assert.Equal(machine.TransactionId, machine.Outcome().TransactionId);
     }
 
     [Fact]

@@ -315,11 +315,13 @@ public sealed class TransactionCoordinatorGrain : Grain, ITransactionCoordinator
     {
         var inFlight = new Dictionary<Task<VoteReply>, ParticipantId>();
         var timer = Task.CompletedTask;
+        DateTimeOffset? attempt = null; // every prepare of one attempt carries its deadline
         foreach (var action in actions)
         {
             switch (action)
             {
                 case SendPrepare send:
+                    attempt = send.Deadline;
                     _logger.LogDebug("Prepare sent {TransactionId} to {Participant}", TransactionId, send.Participant);
                     inFlight[SendPrepareTo(send)] = send.Participant;
                     if (inFlight.Count == 1) await _crashes.Check(CrashPoint.CoordinatorAfterSomePreparesSent, TransactionId);
@@ -349,7 +351,7 @@ public sealed class TransactionCoordinatorGrain : Grain, ITransactionCoordinator
                 {
                     var reply = vote.Result;
                     _logger.LogDebug("Vote received {TransactionId} from {Participant}: {Vote} {Reason}", TransactionId, participant, reply.Yes ? "yes" : "no", reply.Reason);
-                    next = _machine.OnVote(participant, reply.Yes ? Vote.Yes : Vote.No, reply.Reason, Now);
+                    next = _machine.OnVote(participant, reply.Yes ? Vote.Yes : Vote.No, reply.Reason, Now, attempt);
                 }
                 else
                 {

@@ -90,11 +90,16 @@ public sealed class CoordinatorMachine
     /// A no vote saying the resource does not exist (<see cref="Refusals.UnknownResource"/>) makes the order
     /// invalid rather than aborted: the machine then waits for every vote (or the deadline) so that the
     /// rejection names every unknown resource, and ends in <see cref="RejectOrder"/> instead of a decision.
+    /// A vote answers the prepare of one attempt, named by its deadline (<paramref name="deadline"/>, the one in
+    /// <see cref="SendPrepare"/>): a vote for another attempt (an earlier activation's prepare) is ignored,
+    /// because that attempt's reservation is not this attempt's and a commit would apply nothing. Null
+    /// leaves the binding to the host (a vote taken only as the reply of this activation's own call).
     /// </remarks>
-    public IReadOnlyList<CoordinatorAction> OnVote(ParticipantId participant, Vote vote, string? reason, DateTimeOffset now)
+    public IReadOnlyList<CoordinatorAction> OnVote(ParticipantId participant, Vote vote, string? reason, DateTimeOffset now, DateTimeOffset? deadline = null)
     {
         var entry = PendingEntry(participant);
         if (entry is null) return Nothing; // late, duplicate or unknown: the decision no longer depends on it
+        if (deadline is not null && deadline != Record.PrepareDeadline) return Nothing; // another attempt's vote
         entry.Vote = vote;
         entry.Reason = reason;
         entry.Source = VoteSource.Voted;

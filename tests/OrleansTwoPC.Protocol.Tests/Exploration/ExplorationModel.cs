@@ -45,10 +45,9 @@ public enum PlantedBug
     AcknowledgeBeforeOutcomeIsDurable = 1 << 7,
     /// <summary>The participant machine is given a negative retention: tombstones go before their retention ends.</summary>
     TombstonePrunedBeforeRetention = 1 << 8,
-    /// <summary>A vote reaches whichever activation is current, not the one whose prepare it answers. The core's
-    /// OnVote does not name the attempt, so only the host's call binding keeps an old attempt's yes from
-    /// committing a new attempt that nobody prepared.</summary>
-    VoteReachesANewerActivation = 1 << 9,
+    /// <summary>The host hands a vote to the machine without the deadline of the prepare it answers. Votes reach
+    /// whichever activation is current, so an old attempt's yes would commit a new attempt that nobody prepared.</summary>
+    VoteNotBoundToItsAttempt = 1 << 9,
 }
 
 /// <summary>A broken property; the explorer adds the shortest trace that leads to it.</summary>
@@ -67,11 +66,10 @@ public sealed record ExMessage(
     string? Reason = null,
     Decision Decision = Decision.None,
     int Attempt = 0,
-    bool Duplicate = false,
-    int Activation = 0)
+    bool Duplicate = false)
 {
     /// <summary>The reason's words do not change what happens next; only an unknown resource does.</summary>
-    public string Key { get; } = $"{Kind}|{Tx}|{Participant}|{Deadline?.UtcTicks}|{Vote}|{Reason == Refusals.UnknownResource}|{Decision}|{Attempt}|{Duplicate}|{Activation}";
+    public string Key { get; } = $"{Kind}|{Tx}|{Participant}|{Deadline?.UtcTicks}|{Vote}|{Reason == Refusals.UnknownResource}|{Decision}|{Attempt}|{Duplicate}";
 
     public string Describe(DateTimeOffset epoch) => Kind switch
     {
@@ -254,8 +252,6 @@ internal sealed class ExCoordinator
     public SortedDictionary<string, int> Attempts { get; init; } = new(StringComparer.Ordinal);
     public bool Submitted { get; set; }
 
-    /// <summary>Which activation this is: a vote is the reply to a prepare call and reaches only the activation that made it.</summary>
-    public int Activation { get; set; }
     public bool ClientWaiting { get; set; }
     public Decision ClientTold { get; set; }
 
@@ -279,7 +275,6 @@ internal sealed class ExCoordinator
         PrepareTimer = PrepareTimer,
         Attempts = new SortedDictionary<string, int>(Attempts, StringComparer.Ordinal),
         Submitted = Submitted,
-        Activation = Activation,
         ClientWaiting = ClientWaiting,
         ClientTold = ClientTold,
         AbortAnswered = AbortAnswered,
@@ -344,7 +339,7 @@ internal sealed class ExCoordinator
         AppendRecord(key, Durable);
         key.Append("}{");
         AppendRecord(key, WriteInFlight);
-        key.Append(WriteIsCompletion).Append(PrepareTimer).Append(Submitted).Append(Activation).Append(ClientWaiting).Append(ClientTold).Append(AbortAnswered);
+        key.Append(WriteIsCompletion).Append(PrepareTimer).Append(Submitted).Append(ClientWaiting).Append(ClientTold).Append(AbortAnswered);
         foreach (var (p, a) in Attempts) key.Append('|').Append(p).Append('=').Append(a);
         foreach (var d in IssuedDeadlines) key.Append("|d").Append(d);
         if (Duplicate is not null)

@@ -332,7 +332,6 @@ internal sealed class World
         c.WriteInFlight = null;
         c.PrepareTimer = false;
         c.Attempts.Clear();
-        c.Activation++;
         c.Machine = new CoordinatorMachine(c.Tx, Explorer.Options, c.Durable is null ? null : ExCoordinator.CopyRecord(c.Durable));
         Note($"    the coordinator of {c.Tx} restarts in {c.Machine.Phase}");
         if (c.Machine.Phase == CoordinatorPhase.Decided) Execute(c, c.Machine.Resume(Now));
@@ -378,7 +377,7 @@ internal sealed class World
             switch (action)
             {
                 case SendPrepare prepare:
-                    Send(new ExMessage(MessageKind.Prepare, c.Tx, prepare.Participant.ToString(), prepare.Deadline, Activation: c.Activation));
+                    Send(new ExMessage(MessageKind.Prepare, c.Tx, prepare.Participant.ToString(), prepare.Deadline));
                     break;
                 case StartPrepareTimer:
                     c.PrepareTimer = true;
@@ -476,12 +475,13 @@ internal sealed class World
         if (m.Duplicate)
         {
             if (c.Duplicate is null) { Note("    nobody awaits it: the duplicate activation is gone"); return; }
-            ExecuteDuplicate(c, c.Duplicate.OnVote(ParticipantId.Parse(m.Participant), m.Vote, m.Reason, Now));
+            ExecuteDuplicate(c, c.Duplicate.OnVote(ParticipantId.Parse(m.Participant), m.Vote, m.Reason, Now, m.Deadline));
             return;
         }
-        // The vote is the reply to the prepare call: an activation that crashed since cannot receive it.
-        if (m.Activation != c.Activation && !Bugs.HasFlag(PlantedBug.VoteReachesANewerActivation)) { Note("    nobody awaits it: the activation that asked has crashed"); return; }
-        Execute(c, c.Machine.OnVote(ParticipantId.Parse(m.Participant), m.Vote, m.Reason, Now));
+        // Weaker than the grain, which takes a vote only as the reply of its own activation's call: here a vote
+        // reaches whichever activation is current, and the deadline it names is all that binds it to its attempt.
+        var attempt = Bugs.HasFlag(PlantedBug.VoteNotBoundToItsAttempt) ? null : m.Deadline;
+        Execute(c, c.Machine.OnVote(ParticipantId.Parse(m.Participant), m.Vote, m.Reason, Now, attempt));
     }
 
     private void OnInquiry(ExMessage m)
@@ -518,7 +518,7 @@ internal sealed class World
             p.Persist();
             Recorded(p);
         }
-        Send(new ExMessage(MessageKind.Vote, m.Tx, m.Participant, m.Deadline, result.Vote, result.Reason, Duplicate: m.Duplicate, Activation: m.Activation));
+        Send(new ExMessage(MessageKind.Vote, m.Tx, m.Participant, m.Deadline, result.Vote, result.Reason, Duplicate: m.Duplicate));
     }
 
     private void OnDecision(ExMessage m, bool failWrite)

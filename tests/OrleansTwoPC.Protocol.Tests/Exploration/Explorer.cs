@@ -8,11 +8,15 @@ using OrleansTwoPC.Protocol.Resources;
 namespace OrleansTwoPC.Protocol.Tests.Exploration;
 
 /// <summary>What is explored: the transactions, who takes part, and the fault budgets.</summary>
-public sealed record ExplorationScope(string Name, FaultBudgets Budgets, bool CompetingForOneSku, bool WithAccount)
+public sealed record ExplorationScope(string Name, FaultBudgets Budgets, bool CompetingForOneSku, bool WithAccount, bool WithShipment = true)
 {
     /// <summary>One order over a SKU and the shipment, and, with <paramref name="withAccount"/>, an account too.</summary>
     public static ExplorationScope OneTransaction(FaultBudgets budgets, bool withAccount) =>
         new($"one transaction, {(withAccount ? "three" : "two")} participants", budgets, CompetingForOneSku: false, withAccount);
+
+    /// <summary>One order over a SKU alone: room for the faults that start a second attempt (resubmission).</summary>
+    public static ExplorationScope OneTransactionOneParticipant(FaultBudgets budgets) =>
+        new("one transaction, one participant", budgets, CompetingForOneSku: false, WithAccount: false, WithShipment: false);
 
     /// <summary>Two orders for one SKU whose stock covers only one of them (the SKU is each order's only participant).</summary>
     public static ExplorationScope TwoCompeting(FaultBudgets budgets) => new("two transactions competing for one SKU", budgets, CompetingForOneSku: true, WithAccount: false);
@@ -78,18 +82,21 @@ public static class Explorer
             {
                 transitions++;
                 var next = world.Clone();
+                UInt128 hash;
+                int nextId;
                 try
                 {
                     next.Apply(ev);
-                    next.Check();
+                    hash = Hash(next);
+                    // A state seen before was checked when first reached; the check reads only what its key holds.
+                    if (!ids.TryGetValue(hash, out nextId)) next.Check();
                 }
                 catch (Exception ex) when (ex is ExplorationViolation or InvalidOperationException or ArgumentException or KeyNotFoundException)
                 {
                     var trace = Replay(initial, Path(parent, via, id).Append(ev));
                     return new ExplorationResult(ids.Count, transitions, depth[id] + 1, 0, clock.Elapsed, ex.Message, trace);
                 }
-                var hash = Hash(next);
-                if (!ids.TryGetValue(hash, out var nextId))
+                if (!ids.ContainsKey(hash))
                 {
                     nextId = ids.Count;
                     if (nextId >= maxStates)
@@ -227,7 +234,7 @@ public static class Explorer
                 amounts[(account.ToString(), tx)] = 300;
             }
             coordinators.Add(new ExCoordinator { Tx = tx, Participants = members, Machine = new Coordinator.CoordinatorMachine(tx, Options, null) });
-            if (scope.CompetingForOneSku) continue; // the SKU alone: two orders over three participants explode past the CI budget
+            if (scope.CompetingForOneSku || !scope.WithShipment) continue; // the SKU alone: two orders over three participants explode past the CI budget
             members.Add(shipment);
             shipments[tx] = new ShipmentDetails { OrderId = order, Address = $"{i + 1} Exploration Way", Items = { new ShipmentItem { Sku = sku.Key, Quantity = 1 } } };
             participants.Add(new ExParticipant<ShipmentRecord, ShipmentDetails>(
