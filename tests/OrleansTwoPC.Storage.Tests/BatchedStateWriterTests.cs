@@ -285,6 +285,19 @@ public sealed class BatchedStateWriterTests(PostgresFixture fixture, ITestOutput
         Assert.False(await writer.HoldsAdoNetStateAsync());
     }
 
+    [Fact]
+    public async Task State_written_by_the_adonet_provider_is_detected()
+    {
+        var db = await NewDatabaseAsync();
+        await using var writer = new BatchedStateWriter(db);
+        Assert.False(await writer.HoldsAdoNetStateAsync());
+        // A cleared ADO.NET row (NULL payload) holds no state.
+        await ExecuteAsync(db, "SELECT orleans_storage_write(1, 0, 1, 1, 'x', 'k', 's', NULL, NULL); SELECT orleans_storage_clear(1, 0, 1, 1, 'x', 'k', 's', 1)");
+        Assert.False(await writer.HoldsAdoNetStateAsync());
+        await ExecuteAsync(db, "SELECT orleans_storage_write(1, 0, 1, 1, 'x', 'k', 's', 2, '\\x7b7d'::bytea)");
+        Assert.True(await writer.HoldsAdoNetStateAsync());
+    }
+
     private async Task<string> NewDatabaseAsync() => await fixture.CreateDatabaseAsync("batched_" + Guid.NewGuid().ToString("N")[..12]);
 
     private static string NewStateName() => "state-" + Guid.NewGuid().ToString("N")[..8];
