@@ -125,11 +125,11 @@ public sealed class BatchedStorageClusterTests(BatchedStorageClusterFixture fixt
 
         var read = new GrainState<ParticipantRecord<EscrowCounter, long>>();
         await provider.ReadStateAsync(StateNames.Payment, grain, read);
-        Assert.Equal(("1", true, 7L), (read.ETag, read.RecordExists, read.State.Resource.Committed));
+        Assert.Equal(("1", true, 7L), (read.ETag, read.RecordExists, read.State!.Resource.Committed));
         await provider.ClearStateAsync(StateNames.Payment, grain, read);
         Assert.Equal(("2", false), (read.ETag, read.RecordExists));
         await provider.ReadStateAsync(StateNames.Payment, grain, read);
-        Assert.Equal(("2", false, 0L), (read.ETag, read.RecordExists, read.State.Resource.Committed));
+        Assert.Equal(("2", false, 0L), (read.ETag, read.RecordExists, read.State!.Resource.Committed));
     }
 
     [Theory]
