@@ -10,6 +10,7 @@ using OrleansTwoPC.Protocol;
 using OrleansTwoPC.Protocol.Participant;
 using OrleansTwoPC.Protocol.Resources;
 using OrleansTwoPC.Silo.Hosting;
+using OrleansTwoPC.Storage;
 using OrleansTwoPC.Storage.Checking;
 using OrleansTwoPC.Storage.Records;
 using Xunit.Abstractions;
@@ -23,6 +24,29 @@ public sealed class BatchedStorageClusterFixture : TwoPcClusterFixture
 
     protected override void Configure(TestClusterBuilder builder) =>
         builder.Properties[TwoPhaseCommitSiloExtensions.StorageProviderKey] = BatchedGrainStorage.ProviderName;
+}
+
+/// <summary>Like <see cref="BatchedStorageClusterFixture"/>, on databases where the adonet provider already stored state.</summary>
+public sealed class BatchedOverAdoNetStateFixture : TwoPcClusterFixture
+{
+    protected override int SiloCount => 1;
+
+    protected override string Name => "batched_over_adonet";
+
+    protected override void Configure(TestClusterBuilder builder) =>
+        builder.Properties[TwoPhaseCommitSiloExtensions.StorageProviderKey] = BatchedGrainStorage.ProviderName;
+
+    protected override async Task<ServiceDatabases> ProvisionDatabasesAsync()
+    {
+        var databases = await base.ProvisionDatabasesAsync();
+        await using var connection = new NpgsqlConnection(databases.Payments);
+        await connection.OpenAsync();
+        await using var write = new NpgsqlCommand("SELECT orleans_storage_write(1, 0, 1, 1, @state, @key, 'adonet', NULL, '\\x7b7d'::bytea)", connection);
+        write.Parameters.AddWithValue("state", StateNames.Payment);
+        write.Parameters.AddWithValue("key", Guid.NewGuid().ToString("D"));
+        await write.ExecuteNonQueryAsync();
+        return databases;
+    }
 }
 
 [CollectionDefinition(Name)]
@@ -130,6 +154,22 @@ public sealed class BatchedStorageClusterTests(BatchedStorageClusterFixture fixt
         Assert.Equal(("2", false), (read.ETag, read.RecordExists));
         await provider.ReadStateAsync(StateNames.Payment, grain, read);
         Assert.Equal(("2", false, 0L), (read.ETag, read.RecordExists, read.State!.Resource.Committed));
+    }
+
+    [Fact]
+    public async Task A_silo_refuses_batched_storage_on_a_database_holding_adonet_state()
+    {
+        var refused = new BatchedOverAdoNetStateFixture();
+        try
+        {
+            var error = await Assert.ThrowsAnyAsync<Exception>(refused.InitializeAsync);
+            Assert.Contains("payments storage: TwoPC:Storage:Provider=batched, but the database holds grain state written by the adonet provider",
+                error.GetBaseException().Message);
+        }
+        finally
+        {
+            await refused.DisposeAsync();
+        }
     }
 
     [Theory]
