@@ -159,6 +159,7 @@ public sealed class BatchedStateWriter : IAsyncDisposable
         RequireText(key, nameof(key));
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         await using var command = KeyCommand(ReadSql, connection, stateName, key);
+        await command.PrepareAsync(cancellationToken).ConfigureAwait(false);
         await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
         if (!await reader.ReadAsync(cancellationToken).ConfigureAwait(false)) return null;
         return new StoredGrainState(reader.GetInt32(0), reader.IsDBNull(1) ? null : reader.GetFieldValue<byte[]>(1));
@@ -184,6 +185,7 @@ public sealed class BatchedStateWriter : IAsyncDisposable
 
         await using var command = KeyCommand(ClearSql, connection, stateName, key);
         command.Parameters.Add(new NpgsqlParameter<int>("expected", expectedVersion));
+        await command.PrepareAsync(cancellationToken).ConfigureAwait(false);
         return await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is int version
             ? version
             : throw new StateVersionConflictException(stateName, key, expectedVersion);
