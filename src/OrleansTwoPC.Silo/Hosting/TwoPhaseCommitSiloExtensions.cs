@@ -17,7 +17,9 @@ using OpenTelemetry.Metrics;
 using OpenTelemetry.Resources;
 using OpenTelemetry.Trace;
 using OrleansTwoPC.Storage;
+using OrleansTwoPC.Storage.Batching;
 using OrleansTwoPC.Storage.Records;
+using Orleans.Runtime.Hosting;
 
 namespace OrleansTwoPC.Silo.Hosting;
 
@@ -28,6 +30,7 @@ public static class TwoPhaseCommitSiloExtensions
     public const string ProtocolSection = "TwoPC:Protocol";
     public const string RecoverySection = "TwoPC:Recovery";
     public const string TelemetrySection = "TwoPC:Telemetry";
+    public const string StorageProviderKey = "TwoPC:Storage:Provider";
 
     /// <summary>Orleans' own activity sources (grain calls), exported together with ours so traces are complete.</summary>
     public static readonly string[] OrleansActivitySources = ["Microsoft.Orleans.Runtime", "Microsoft.Orleans.Application"];
@@ -41,6 +44,7 @@ public static class TwoPhaseCommitSiloExtensions
         // Least privilege: grain storage and direct reads only for this silo's own services' databases (see
         // ServiceLogins); the coordinator database's cluster tables (reminders, membership) serve every silo.
         var roles = ServiceRoles.Normalize(configuration[ServiceRoles.ConfigurationKey]);
+        var provider = StorageProvider(configuration);
         var own = databases.Only(ServiceLogins.DatabasesFor(ServiceRoles.Every.Where(r => ServiceRoles.Hosts(roles, r)))
             .Where(name => name != "Coordinator" || ServiceRoles.Hosts(roles, ServiceRoles.Coordinator)).ToList());
         foreach (var (role, storage, database) in new[]
@@ -52,7 +56,7 @@ public static class TwoPhaseCommitSiloExtensions
             if (!ServiceRoles.Hosts(roles, role)) continue;
             if (!own.Has(database))
                 throw new SiloStartupException($"this silo hosts the {role} service but has no connection string for its database (ConnectionStrings:{database})");
-            AddStorage(silo, storage, own[database]);
+            AddStorage(silo, storage, own[database], provider);
         }
 
         silo.UseAdoNetReminderService(o =>
@@ -155,8 +159,26 @@ public static class TwoPhaseCommitSiloExtensions
             });
     }
 
-    private static void AddStorage(ISiloBuilder silo, string name, string connectionString)
+    /// <summary><c>TwoPC:Storage:Provider</c>: adonet (default, Orleans' ADO.NET provider) or batched (<see cref="BatchedGrainStorage"/>).</summary>
+    public static string StorageProvider(IConfiguration configuration) =>
+        (configuration[StorageProviderKey] ?? "").Trim().ToLowerInvariant() switch
+        {
+            "" or "adonet" => "adonet",
+            BatchedGrainStorage.ProviderName => BatchedGrainStorage.ProviderName,
+            _ => throw new SiloStartupException($"{StorageProviderKey} must be adonet or batched, not '{configuration[StorageProviderKey]}'"),
+        };
+
+    private static void AddStorage(ISiloBuilder silo, string name, string connectionString, string provider)
     {
+        if (provider == BatchedGrainStorage.ProviderName)
+        {
+            // Keys are stored as full strings, so no DistinctKeyGrainStorage; the writer belongs to this storage.
+            silo.Services.AddGrainStorage(name, (sp, _) => new ClearErrorGrainStorage(name, new BatchedGrainStorage(
+                name, new BatchedStateWriter(connectionString), new CompactJsonGrainStorageSerializer(),
+                sp.GetRequiredService<Orleans.Serialization.Serializers.IActivatorProvider>())));
+            return;
+        }
+
         silo.AddAdoNetGrainStorage(name, o =>
         {
             o.Invariant = AdoNetInvariant;

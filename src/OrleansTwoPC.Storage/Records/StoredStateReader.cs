@@ -113,28 +113,39 @@ public sealed class StoredStateReader(ServiceDatabases databases)
 
     private static async Task<IReadOnlyList<StoredState<T>>> ReadOnceAsync<T>(string connectionString, string stateName, string? filter, string? key, CancellationToken cancellationToken, string? mentions)
     {
-        // Rows with an empty extension string were keyed by a number under the old key mapping (see
-        // StoredGrainKey): their key is lost and possibly shared, so they belong to no id and are left out.
-        var sql = "SELECT grainidextensionstring, payloadbinary, version, modifiedon FROM orleansstorage " +
-                  "WHERE graintypestring = @state AND payloadbinary IS NOT NULL AND grainidextensionstring <> ''" +
+        // Both grain storages are read: Orleans' ADO.NET table (the default provider) and twopc_grain_state (the
+        // batched provider, sql/050); a deployment writes one of them. Rows with an empty extension string were
+        // keyed by a number under the old key mapping (see StoredGrainKey): their key is lost and possibly shared,
+        // so they belong to no id and are left out. The batched table holds keys exactly as given.
+        var sql = "SELECT grain_key, escaped, payloadbinary, version, modifiedon FROM (" +
+                  "SELECT grainidextensionstring AS grain_key, true AS escaped, payloadbinary, version, modifiedon FROM orleansstorage " +
+                  "WHERE graintypestring = @state AND grainidextensionstring <> ''" +
+                  (key is null ? "" : " AND grainidextensionstring = @storedKey") +
+                  " UNION ALL " +
+                  "SELECT grain_key, false, payload, version, modified_on FROM twopc_grain_state WHERE state_name = @state" +
+                  (key is null ? "" : " AND grain_key = @key") +
+                  ") AS r WHERE payloadbinary IS NOT NULL" +
                   (filter is null ? "" : " AND " + filter) +
-                  (key is null ? "" : " AND grainidextensionstring = @key") +
                   (mentions is null ? "" : " AND position(@mentions IN payloadbinary) > 0");
         await using var connection = new NpgsqlConnection(connectionString);
         await connection.OpenAsync(cancellationToken);
         await using var command = new NpgsqlCommand(sql, connection);
         command.Parameters.AddWithValue("state", stateName);
-        if (key is not null) command.Parameters.AddWithValue("key", StoredGrainKey.Encode(key));
+        if (key is not null)
+        {
+            command.Parameters.AddWithValue("storedKey", StoredGrainKey.Encode(key));
+            command.Parameters.AddWithValue("key", key);
+        }
         if (mentions is not null) command.Parameters.AddWithValue("mentions", System.Text.Encoding.UTF8.GetBytes(mentions));
         var result = new List<StoredState<T>>();
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
         while (await reader.ReadAsync(cancellationToken))
         {
-            var grainKey = StoredGrainKey.Decode(reader.GetString(0));
-            var payload = (byte[])reader.GetValue(1);
+            var grainKey = reader.GetBoolean(1) ? StoredGrainKey.Decode(reader.GetString(0)) : reader.GetString(0);
+            var payload = (byte[])reader.GetValue(2);
             var state = JsonSerializer.Deserialize<T>(payload, StateJson.Options)
                         ?? throw new InvalidDataException($"{stateName} {grainKey}: empty state payload");
-            result.Add(new StoredState<T>(grainKey, state, reader.GetInt32(2), reader.GetFieldValue<DateTimeOffset>(3)));
+            result.Add(new StoredState<T>(grainKey, state, reader.GetInt32(3), reader.GetFieldValue<DateTimeOffset>(4)));
         }
         return result;
     }

@@ -60,8 +60,14 @@ public class TwoPcClusterFixture : IAsyncLifetime
             builder.AddClientBuilderConfigurator<ClientConfigurator>();
         }
         builder.AddSiloBuilderConfigurator<SiloConfigurator>();
+        Configure(builder);
         Cluster = builder.Build();
         await Cluster.DeployAsync();
+    }
+
+    /// <summary>More settings for a fixture's silos (e.g. another storage provider).</summary>
+    protected virtual void Configure(TestClusterBuilder builder)
+    {
     }
 
     /// <summary>Fresh service databases; by default on the run's shared server.</summary>

@@ -1,0 +1,342 @@
+using System.Text;
+using Npgsql;
+using NpgsqlTypes;
+
+namespace OrleansTwoPC.Storage.Batching;
+
+/// <summary>One grain's stored state: its version (the compare-and-swap token) and payload (null once cleared).</summary>
+public sealed record StoredGrainState(int Version, byte[]? Payload);
+
+/// <summary>
+/// Writes the state of many grains of one database (table <c>twopc_grain_state</c>, sql/050) in shared batches:
+/// concurrent writes are collected and flushed as ONE prepared multi-row statement, so one round trip and one
+/// PostgreSQL transaction (one commit, one WAL flush) carry the whole batch.
+/// </summary>
+/// <remarks>
+/// <list type="bullet">
+/// <item>Every row keeps its own version check: a mismatch fails only that write with
+/// <see cref="StateVersionConflictException"/>; the other rows of the batch are written.</item>
+/// <item>A failed batch (connection lost, statement or commit failed) fails every write in it with
+/// <see cref="StateWriteOutcomeUnknownException"/>: the commit may have happened, so callers reload.</item>
+/// <item>No write's task completes before the statement's implicit transaction has committed: the results are
+/// only acted on once the server has reported the end of the statement, commit included.</item>
+/// <item>The existing rows of a batch are locked in key order (byte order, <c>COLLATE "C"</c>) and new rows are
+/// inserted in that order, so batches of different silos on the same rows queue instead of deadlocking.</item>
+/// <item>No artificial delay: a write alone is sent at once; writes arriving while a batch is in flight form
+/// the next one (at most <see cref="MaxBatchSize"/> rows), sent as soon as the previous one is done.</item>
+/// <item>Two writes of the same grain never share a batch (one statement cannot change a row twice); the later
+/// one waits for the next batch. Orleans never has two writes of one activation in flight anyway.</item>
+/// </list>
+/// </remarks>
+public sealed class BatchedStateWriter : IAsyncDisposable
+{
+    public const int DefaultMaxBatchSize = 64;
+
+    /// <summary>The writer's connections carry this application name (pg_stat_activity).</summary>
+    public const string ApplicationName = "twopc-batched-writer";
+
+    // Rows to lock are found through the statement's snapshot, then locked in key order; FOR UPDATE returns each
+    // row's newest committed version, and the UPDATE checks the version of that newest version. MATERIALIZED keeps
+    // the lock step a separate, ordered scan.
+    private const string WriteSql = """
+        WITH input AS MATERIALIZED (
+            SELECT i.state_name COLLATE "C" AS state_name, i.grain_key COLLATE "C" AS grain_key, i.expected, i.payload
+              FROM unnest(@states::text[], @keys::text[], @expected::integer[], @payloads::bytea[])
+                   AS i(state_name, grain_key, expected, payload)
+        ),
+        locked AS MATERIALIZED (
+            SELECT s.state_name, s.grain_key
+              FROM twopc_grain_state AS s
+              JOIN input AS i ON i.state_name = s.state_name AND i.grain_key = s.grain_key
+             WHERE i.expected > 0
+             ORDER BY s.state_name, s.grain_key
+               FOR UPDATE OF s
+        ),
+        updated AS (
+            UPDATE twopc_grain_state AS s
+               SET payload = i.payload, version = s.version + 1, modified_on = now()
+              FROM input AS i, locked AS l
+             WHERE l.state_name = s.state_name AND l.grain_key = s.grain_key
+               AND i.state_name = s.state_name AND i.grain_key = s.grain_key
+               AND s.version = i.expected
+            RETURNING s.state_name, s.grain_key, s.version
+        ),
+        inserted AS (
+            INSERT INTO twopc_grain_state AS s (state_name, grain_key, version, payload, modified_on)
+            SELECT i.state_name, i.grain_key, 1, i.payload, now()
+              FROM input AS i
+             WHERE i.expected = 0
+             ORDER BY i.state_name, i.grain_key
+            ON CONFLICT (state_name, grain_key) DO NOTHING
+            RETURNING s.state_name, s.grain_key, s.version
+        )
+        SELECT state_name, grain_key, version FROM updated
+        UNION ALL
+        SELECT state_name, grain_key, version FROM inserted
+        """;
+
+    private const string ReadSql = "SELECT version, payload FROM twopc_grain_state WHERE state_name = @state AND grain_key = @key";
+
+    // Clear keeps the row (NULL payload, next version) so that a stale activation's first write still collides.
+    private const string ClearSql = """
+        UPDATE twopc_grain_state SET payload = NULL, version = version + 1, modified_on = now()
+         WHERE state_name = @state AND grain_key = @key AND version = @expected
+        RETURNING version
+        """;
+
+    private const string ExistsSql = "SELECT EXISTS (SELECT 1 FROM twopc_grain_state WHERE state_name = @state AND grain_key = @key)";
+
+    private const string AdoNetStateSql = "SELECT EXISTS (SELECT 1 FROM orleansstorage WHERE payloadbinary IS NOT NULL)";
+
+    private readonly NpgsqlDataSource dataSource;
+    private readonly object gate = new();
+    private readonly List<PendingWrite> pending = [];
+    private readonly long[] batchSizeCounts;
+    private Task? flushing;
+    private bool disposed;
+    private long committedBatches;
+    private long committedWrites;
+
+    public BatchedStateWriter(string connectionString, int maxBatchSize = DefaultMaxBatchSize)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(connectionString);
+        ArgumentOutOfRangeException.ThrowIfLessThan(maxBatchSize, 1);
+        MaxBatchSize = maxBatchSize;
+        batchSizeCounts = new long[maxBatchSize + 1];
+        var builder = new NpgsqlConnectionStringBuilder(PostgresConnectionStrings.WithoutSessionReset(connectionString))
+        {
+            ApplicationName = ApplicationName,
+        };
+        dataSource = NpgsqlDataSource.Create(builder.ConnectionString);
+    }
+
+    public int MaxBatchSize { get; }
+
+    /// <summary>Batches whose transaction committed.</summary>
+    public long CommittedBatches => Interlocked.Read(ref committedBatches);
+
+    /// <summary>Rows written by committed batches (version conflicts not counted).</summary>
+    public long CommittedWrites => Interlocked.Read(ref committedWrites);
+
+    /// <summary>How many committed batches had each size (index = rows sent in the batch, 1..MaxBatchSize).</summary>
+    public IReadOnlyDictionary<int, long> BatchSizes()
+    {
+        var result = new SortedDictionary<int, long>();
+        for (var size = 1; size < batchSizeCounts.Length; size++)
+        {
+            var count = Interlocked.Read(ref batchSizeCounts[size]);
+            if (count > 0) result[size] = count;
+        }
+        return result;
+    }
+
+    /// <summary>
+    /// Writes <paramref name="payload"/> as the state of (<paramref name="stateName"/>, <paramref name="key"/>) if its
+    /// stored version is <paramref name="expectedVersion"/> (0: no row may exist). Completes, after the batch has
+    /// committed, with the new version; fails with <see cref="StateVersionConflictException"/> (nothing written) or
+    /// <see cref="StateWriteOutcomeUnknownException"/> (reload).
+    /// </summary>
+    public Task<int> WriteAsync(string stateName, string key, byte[] payload, int expectedVersion)
+    {
+        RequireText(stateName, nameof(stateName));
+        RequireText(key, nameof(key));
+        ArgumentNullException.ThrowIfNull(payload);
+        ArgumentOutOfRangeException.ThrowIfNegative(expectedVersion);
+        var write = new PendingWrite(stateName, key, payload, expectedVersion);
+        lock (gate)
+        {
+            ObjectDisposedException.ThrowIf(disposed, this);
+            pending.Add(write);
+            flushing ??= Task.Run(FlushLoopAsync);
+        }
+        return write.Completion.Task;
+    }
+
+    /// <summary>The stored state, or null when no row exists.</summary>
+    public async Task<StoredGrainState?> ReadAsync(string stateName, string key, CancellationToken cancellationToken = default)
+    {
+        RequireText(stateName, nameof(stateName));
+        RequireText(key, nameof(key));
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using var command = KeyCommand(ReadSql, connection, stateName, key);
+        await command.PrepareAsync(cancellationToken).ConfigureAwait(false);
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        if (!await reader.ReadAsync(cancellationToken).ConfigureAwait(false)) return null;
+        return new StoredGrainState(reader.GetInt32(0), reader.IsDBNull(1) ? null : reader.GetFieldValue<byte[]>(1));
+    }
+
+    /// <summary>
+    /// Drops the payload if the stored version is <paramref name="expectedVersion"/>, keeping the row with the next
+    /// version, which it returns. Expected 0 (never written) succeeds with 0 only while no row exists.
+    /// </summary>
+    public async Task<int> ClearAsync(string stateName, string key, int expectedVersion, CancellationToken cancellationToken = default)
+    {
+        RequireText(stateName, nameof(stateName));
+        RequireText(key, nameof(key));
+        ArgumentOutOfRangeException.ThrowIfNegative(expectedVersion);
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        if (expectedVersion == 0)
+        {
+            await using var exists = KeyCommand(ExistsSql, connection, stateName, key);
+            if ((bool)(await exists.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!)
+                throw new StateVersionConflictException(stateName, key, expectedVersion);
+            return 0;
+        }
+
+        await using var command = KeyCommand(ClearSql, connection, stateName, key);
+        command.Parameters.Add(new NpgsqlParameter<int>("expected", expectedVersion));
+        await command.PrepareAsync(cancellationToken).ConfigureAwait(false);
+        return await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is int version
+            ? version
+            : throw new StateVersionConflictException(stateName, key, expectedVersion);
+    }
+
+    /// <summary>
+    /// True when the database holds grain state written by Orleans' ADO.NET provider (table <c>orleansstorage</c>):
+    /// state that this writer's readers would not see.
+    /// </summary>
+    public async Task<bool> HoldsAdoNetStateAsync(CancellationToken cancellationToken = default)
+    {
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using var command = new NpgsqlCommand(AdoNetStateSql, connection);
+        return (bool)(await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
+    }
+
+    /// <summary>Flushes what is queued, then refuses new writes.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        Task? last;
+        lock (gate)
+        {
+            disposed = true;
+            last = flushing;
+        }
+        if (last is not null) await last.ConfigureAwait(false);
+        await dataSource.DisposeAsync().ConfigureAwait(false);
+    }
+
+    private async Task FlushLoopAsync()
+    {
+        while (true)
+        {
+            List<PendingWrite> batch;
+            lock (gate)
+            {
+                if (pending.Count == 0)
+                {
+                    flushing = null;
+                    return;
+                }
+                batch = TakeBatch();
+            }
+            await FlushAsync(batch).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>The oldest queued writes, at most one per grain and <see cref="MaxBatchSize"/> in all. Under the gate.</summary>
+    private List<PendingWrite> TakeBatch()
+    {
+        var batch = new List<PendingWrite>(Math.Min(pending.Count, MaxBatchSize));
+        var grains = new HashSet<(string, string)>();
+        var left = new List<PendingWrite>();
+        foreach (var write in pending)
+        {
+            if (batch.Count < MaxBatchSize && grains.Add((write.StateName, write.Key))) batch.Add(write);
+            else left.Add(write);
+        }
+        pending.Clear();
+        pending.AddRange(left);
+        return batch;
+    }
+
+    private async Task FlushAsync(List<PendingWrite> batch)
+    {
+        Dictionary<(string, string), int> written;
+        try
+        {
+            written = await ExecuteAsync(batch).ConfigureAwait(false);
+        }
+        catch (Exception ex)
+        {
+            // After a broken connection the idle pooled ones are likely dead too (database restarted).
+            if (ex is NpgsqlException { IsTransient: true }) dataSource.Clear();
+            foreach (var write in batch)
+                write.Completion.TrySetException(new StateWriteOutcomeUnknownException(write.StateName, write.Key, ex));
+            return;
+        }
+
+        Interlocked.Increment(ref committedBatches);
+        Interlocked.Increment(ref batchSizeCounts[batch.Count]);
+        Interlocked.Add(ref committedWrites, written.Count);
+        foreach (var write in batch)
+        {
+            if (written.TryGetValue((write.StateName, write.Key), out var version)) write.Completion.TrySetResult(version);
+            else write.Completion.TrySetException(new StateVersionConflictException(write.StateName, write.Key, write.ExpectedVersion));
+        }
+    }
+
+    private async Task<Dictionary<(string, string), int>> ExecuteAsync(List<PendingWrite> batch)
+    {
+        await using var connection = await dataSource.OpenConnectionAsync().ConfigureAwait(false);
+        await using var command = new NpgsqlCommand(WriteSql, connection);
+        command.Parameters.Add(new NpgsqlParameter<string[]>("states", NpgsqlDbType.Array | NpgsqlDbType.Text) { TypedValue = batch.Select(w => w.StateName).ToArray() });
+        command.Parameters.Add(new NpgsqlParameter<string[]>("keys", NpgsqlDbType.Array | NpgsqlDbType.Text) { TypedValue = batch.Select(w => w.Key).ToArray() });
+        command.Parameters.Add(new NpgsqlParameter<int[]>("expected", NpgsqlDbType.Array | NpgsqlDbType.Integer) { TypedValue = batch.Select(w => w.ExpectedVersion).ToArray() });
+        command.Parameters.Add(new NpgsqlParameter<byte[][]>("payloads", NpgsqlDbType.Array | NpgsqlDbType.Bytea) { TypedValue = batch.Select(w => w.Payload).ToArray() });
+        // Prepared once per physical connection; Npgsql keeps it across pool returns.
+        await command.PrepareAsync().ConfigureAwait(false);
+
+        var written = new Dictionary<(string, string), int>(batch.Count);
+        await using (var reader = await command.ExecuteReaderAsync().ConfigureAwait(false))
+        {
+            while (await reader.ReadAsync().ConfigureAwait(false))
+                written[(reader.GetString(0), reader.GetString(1))] = reader.GetInt32(2);
+            // Rows arrive before the implicit commit; only the end of the statement (read here, up to
+            // ReadyForQuery) says the commit happened, and a failing commit surfaces here as an exception.
+            while (await reader.NextResultAsync().ConfigureAwait(false))
+            {
+            }
+        }
+        return written;
+    }
+
+    private static NpgsqlCommand KeyCommand(string sql, NpgsqlConnection connection, string stateName, string key)
+    {
+        var command = new NpgsqlCommand(sql, connection);
+        command.Parameters.Add(new NpgsqlParameter<string>("state", NpgsqlDbType.Text) { TypedValue = stateName });
+        command.Parameters.Add(new NpgsqlParameter<string>("key", NpgsqlDbType.Text) { TypedValue = key });
+        return command;
+    }
+
+    /// <summary>
+    /// PostgreSQL text holds neither NUL nor unpaired surrogates (which UTF-8 cannot carry): such a key would fail
+    /// its whole batch, so it is refused here, before it is queued.
+    /// </summary>
+    private static void RequireText(string value, string name)
+    {
+        ArgumentNullException.ThrowIfNull(value, name);
+        if (value.Length == 0) throw new ArgumentException("must not be empty", name);
+        if (value.Contains('\0')) throw new ArgumentException("must not contain NUL", name);
+        var rest = value.AsSpan();
+        while (!rest.IsEmpty)
+        {
+            if (Rune.DecodeFromUtf16(rest, out _, out var used) != System.Buffers.OperationStatus.Done)
+                throw new ArgumentException("is not valid UTF-16 (unpaired surrogate)", name);
+            rest = rest[used..];
+        }
+    }
+
+    private sealed class PendingWrite(string stateName, string key, byte[] payload, int expectedVersion)
+    {
+        public string StateName { get; } = stateName;
+
+        public string Key { get; } = key;
+
+        public byte[] Payload { get; } = payload;
+
+        public int ExpectedVersion { get; } = expectedVersion;
+
+        // Waiters' continuations (grain code) must not run on the flush loop.
+        public TaskCompletionSource<int> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    }
+}

@@ -1,0 +1,211 @@
+using CsCheck;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Npgsql;
+using Orleans.Storage;
+using Orleans.TestingHost;
+using OrleansTwoPC.Cluster.Tests.Infrastructure;
+using OrleansTwoPC.Grains;
+using OrleansTwoPC.Protocol;
+using OrleansTwoPC.Protocol.Participant;
+using OrleansTwoPC.Protocol.Resources;
+using OrleansTwoPC.Silo.Hosting;
+using OrleansTwoPC.Storage;
+using OrleansTwoPC.Storage.Checking;
+using OrleansTwoPC.Storage.Records;
+using Xunit.Abstractions;
+
+namespace OrleansTwoPC.Cluster.Tests;
+
+/// <summary>The two-silo cluster with <c>TwoPC:Storage:Provider=batched</c>, on databases of its own.</summary>
+public sealed class BatchedStorageClusterFixture : TwoPcClusterFixture
+{
+    protected override string Name => "batched";
+
+    protected override void Configure(TestClusterBuilder builder) =>
+        builder.Properties[TwoPhaseCommitSiloExtensions.StorageProviderKey] = BatchedGrainStorage.ProviderName;
+}
+
+/// <summary>Like <see cref="BatchedStorageClusterFixture"/>, on databases where the adonet provider already stored state.</summary>
+public sealed class BatchedOverAdoNetStateFixture : TwoPcClusterFixture
+{
+    protected override int SiloCount => 1;
+
+    protected override string Name => "batched_over_adonet";
+
+    protected override void Configure(TestClusterBuilder builder) =>
+        builder.Properties[TwoPhaseCommitSiloExtensions.StorageProviderKey] = BatchedGrainStorage.ProviderName;
+
+    protected override async Task<ServiceDatabases> ProvisionDatabasesAsync()
+    {
+        var databases = await base.ProvisionDatabasesAsync();
+        await using var connection = new NpgsqlConnection(databases.Payments);
+        await connection.OpenAsync();
+        await using var write = new NpgsqlCommand("SELECT orleans_storage_write(1, 0, 1, 1, @state, @key, 'adonet', NULL, '\\x7b7d'::bytea)", connection);
+        write.Parameters.AddWithValue("state", StateNames.Payment);
+        write.Parameters.AddWithValue("key", Guid.NewGuid().ToString("D"));
+        await write.ExecuteNonQueryAsync();
+        return databases;
+    }
+}
+
+[CollectionDefinition(Name)]
+public sealed class BatchedStorageCollection : ICollectionFixture<BatchedStorageClusterFixture>
+{
+    public const string Name = "batched storage";
+}
+
+/// <summary>
+/// The transaction manager on the batched grain storage: orders over generated ids commit, every id has its own row
+/// in twopc_grain_state (and Orleans' table stays empty), the checker reads it, recovery releases a reservation it
+/// finds there, and a stale ETag is Orleans' InconsistentStateException.
+/// </summary>
+[Collection(BatchedStorageCollection.Name)]
+public sealed class BatchedStorageClusterTests(BatchedStorageClusterFixture fixture, ITestOutputHelper output) : ClusterTestBase(fixture)
+{
+    private static int _sample;
+
+    /// <summary>Ids the ADO.NET provider would fold into one number (cafe, CAFE, 0cafe; 7, 07; GUID shapes), unique per sample.</summary>
+    private static readonly Gen<string[]> Families = Gen.OneOf(
+            Gen.String[Gen.Char["0123456789abcdef"], 1, 8].Select(h => Suffixed(h, hex: true) is var u ? new[] { u, u.ToUpperInvariant(), "0" + u } : []),
+            Gen.String[Gen.Char["0123456789"], 1, 10].Select(d => Suffixed(d, hex: false) is var u ? new[] { u, "0" + u, "00" + u } : []),
+            Gen.Guid.Select(g => new[] { g.ToString("N"), g.ToString("N").ToUpperInvariant(), g.ToString("D") }))
+        .Select(family => family.Distinct(StringComparer.Ordinal).ToArray());
+
+    [Fact]
+    public async Task Orders_over_generated_ids_commit_with_every_id_in_its_own_row_and_the_checker_is_clean()
+    {
+        var ids = new List<string>();
+        await Families.SampleAsync(async family =>
+        {
+            for (var i = 0; i < family.Length; i++)
+            {
+                await Grains.GetGrain<IInventoryGrain>(family[i]).SetStock(100 + i);
+                await Grains.GetGrain<IPaymentAccountGrain>(family[i]).SetBalance(10_000 + i);
+            }
+            var outcomes = await Task.WhenAll(family.Select((id, i) => Place(new OrderRequest(id, [new OrderLine(id, i + 1, 10)], id, $"address of {id}"))));
+            foreach (var outcome in outcomes) Assert.True(outcome.Status == OrderStatus.Committed, $"{outcome.OrderId}: {outcome.Status} {outcome.Reason}");
+            foreach (var id in family) await WaitCompleted(id);
+            for (var i = 0; i < family.Length; i++)
+            {
+                Assert.Equal(100 + i - (i + 1), (await Stock(family[i])).Committed);
+                Assert.Equal(10_000 + i - (i + 1) * 10, (await Balance(family[i])).Committed);
+                Assert.Equal("Confirmed", (await Shipment(family[i])).Status);
+            }
+            ids.AddRange(family);
+        }, iter: 8, threads: 1);
+
+        var checker = new InvariantChecker(Fixture.Databases);
+        Assert.Equal(0, await Eventually(async () => (await checker.FindLeftoversAsync()).Count, n => n == 0, TimeSpan.FromSeconds(20)));
+        var report = await checker.CheckAsync();
+        output.WriteLine($"{ids.Count} generated ids, e.g. {string.Join(" ", ids.Take(6))}; checker: {report.ToText()}");
+        Assert.True(report.Ok, report.ToText());
+
+        var stored = (await new StoredStateReader(Fixture.Databases).InventoryAsync(false)).Select(s => s.Key).ToList();
+        Assert.Equal(stored.Count, stored.Distinct(StringComparer.Ordinal).Count());
+        Assert.Superset(ids.ToHashSet(StringComparer.Ordinal), stored.ToHashSet(StringComparer.Ordinal));
+        foreach (var (name, connectionString) in Fixture.Databases.All)
+        {
+            Assert.Equal(0L, await ScalarAsync(connectionString, "SELECT count(*) FROM orleansstorage"));
+            output.WriteLine($"{name}: {await ScalarAsync(connectionString, "SELECT count(*) FROM twopc_grain_state")} rows in twopc_grain_state");
+        }
+        Assert.Equal((long)ids.Count, await ScalarAsync(Fixture.Databases.Inventory,
+            "SELECT count(*) FROM twopc_grain_state WHERE state_name = @s AND grain_key = ANY(@k)", ("s", StateNames.Inventory), ("k", ids.ToArray())));
+    }
+
+    [Fact]
+    public async Task The_recovery_sweep_releases_an_abandoned_reservation_stored_by_the_batched_provider()
+    {
+        var now = DateTimeOffset.UtcNow;
+        var sku = Unique("SKU");
+        var tx = TransactionIds.FromOrderId(Unique("abandoned"));
+        // Prepared long ago by a coordinator that never wrote anything (it died before deciding).
+        var record = new ParticipantRecord<EscrowCounter, long> { Resource = new EscrowCounter { Exists = true, Committed = 50, SuppliedTotal = 50 } };
+        record.Prepared[tx] = new PreparedTransaction<long> { Work = 3, Coordinator = tx, PreparedAt = now.AddMinutes(-10), Deadline = now.AddMinutes(-10).AddSeconds(5) };
+        await Provider(StorageNames.Inventory).WriteStateAsync(StateNames.Inventory, Grains.GetGrain<IInventoryGrain>(sku).GetGrainId(), new GrainState<ParticipantRecord<EscrowCounter, long>>(record));
+        var reader = new StoredStateReader(Fixture.Databases);
+        Assert.Contains(sku, (await reader.InventoryAsync(true)).Select(s => s.Key));
+
+        var sweep = await Grains.GetGrain<ITransactionAdminGrain>(0).RecoverAll();
+        Assert.Empty(sweep.Errors);
+
+        var stock = Assert.Single(await reader.InventoryAsync(false, sku));
+        Assert.Empty(stock.State.Prepared);
+        Assert.Equal(50, stock.State.Resource.Committed);
+        Assert.Equal(Decision.Abort, Assert.Single(await reader.CoordinatorAsync(tx)).State.Decision);
+    }
+
+    [Fact]
+    public async Task A_stale_etag_is_an_inconsistent_state_and_changes_nothing()
+    {
+        var provider = Provider(StorageNames.Payments);
+        var grain = Grains.GetGrain<IPaymentAccountGrain>(Unique("acct")).GetGrainId();
+        var first = new GrainState<ParticipantRecord<EscrowCounter, long>>(new ParticipantRecord<EscrowCounter, long> { Resource = new EscrowCounter { Exists = true, Committed = 7, SuppliedTotal = 7 } });
+        await provider.WriteStateAsync(StateNames.Payment, grain, first);
+        Assert.Equal("1", first.ETag);
+
+        var stale = new GrainState<ParticipantRecord<EscrowCounter, long>>(new ParticipantRecord<EscrowCounter, long> { Resource = new EscrowCounter { Exists = true, Committed = 99, SuppliedTotal = 99 } });
+        await Assert.ThrowsAsync<InconsistentStateException>(() => provider.WriteStateAsync(StateNames.Payment, grain, stale));
+
+        var read = new GrainState<ParticipantRecord<EscrowCounter, long>>();
+        await provider.ReadStateAsync(StateNames.Payment, grain, read);
+        Assert.Equal(("1", true, 7L), (read.ETag, read.RecordExists, read.State!.Resource.Committed));
+        await provider.ClearStateAsync(StateNames.Payment, grain, read);
+        Assert.Equal(("2", false), (read.ETag, read.RecordExists));
+        await provider.ReadStateAsync(StateNames.Payment, grain, read);
+        Assert.Equal(("2", false, 0L), (read.ETag, read.RecordExists, read.State!.Resource.Committed));
+    }
+
+    [Fact]
+    public async Task A_silo_refuses_batched_storage_on_a_database_holding_adonet_state()
+    {
+        var refused = new BatchedOverAdoNetStateFixture();
+        try
+        {
+            var error = await Assert.ThrowsAnyAsync<Exception>(refused.InitializeAsync);
+            Assert.Contains("payments storage: TwoPC:Storage:Provider=batched, but the database holds grain state written by the adonet provider",
+                error.GetBaseException().Message);
+        }
+        finally
+        {
+            await refused.DisposeAsync();
+        }
+    }
+
+    [Theory]
+    [InlineData(null, "adonet")]
+    [InlineData("adonet", "adonet")]
+    [InlineData(" Batched ", "batched")]
+    public void The_storage_provider_setting_is_read_without_case_or_blanks(string? value, string provider) =>
+        Assert.Equal(provider, TwoPhaseCommitSiloExtensions.StorageProvider(Settings(value)));
+
+    [Fact]
+    public void An_unknown_storage_provider_is_one_clear_error()
+    {
+        var value = "batch" + Guid.NewGuid().ToString("N")[..4];
+        var error = Assert.Throws<SiloStartupException>(() => TwoPhaseCommitSiloExtensions.StorageProvider(Settings(value)));
+        Assert.Equal($"TwoPC:Storage:Provider must be adonet or batched, not '{value}'", error.Message);
+    }
+
+    private static IConfiguration Settings(string? provider) =>
+        new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?> { [TwoPhaseCommitSiloExtensions.StorageProviderKey] = provider }).Build();
+
+    private IGrainStorage Provider(string storage) =>
+        Fixture.Cluster.Silos.OfType<InProcessSiloHandle>().First().SiloHost.Services.GetRequiredKeyedService<IGrainStorage>(storage);
+
+    private static async Task<object?> ScalarAsync(string connectionString, string sql, params (string Name, object Value)[] args)
+    {
+        await using var connection = new NpgsqlConnection(connectionString);
+        await connection.OpenAsync();
+        await using var command = new NpgsqlCommand(sql, connection);
+        foreach (var (name, value) in args) command.Parameters.AddWithValue(name, value);
+        return await command.ExecuteScalarAsync();
+    }
+
+    /// <summary>Generated text followed by a per-sample counter of the same alphabet, so samples never share an id.</summary>
+    private static string Suffixed(string generated, bool hex)
+    {
+        var n = Interlocked.Increment(ref _sample);
+        return generated + n.ToString(hex ? "x6" : "D6", System.Globalization.CultureInfo.InvariantCulture);
+    }
+}
