@@ -63,47 +63,10 @@ public sealed class BatchedStorageCollection : ICollectionFixture<BatchedStorage
 [Collection(BatchedStorageCollection.Name)]
 public sealed class BatchedStorageClusterTests(BatchedStorageClusterFixture fixture, ITestOutputHelper output) : ClusterTestBase(fixture)
 {
-    private static int _sample;
-
-    /// <summary>Ids the ADO.NET provider would fold into one number (cafe, CAFE, 0cafe; 7, 07; GUID shapes), unique per sample.</summary>
-    private static readonly Gen<string[]> Families = Gen.OneOf(
-            Gen.String[Gen.Char["0123456789abcdef"], 1, 8].Select(h => Suffixed(h, hex: true) is var u ? new[] { u, u.ToUpperInvariant(), "0" + u } : []),
-            Gen.String[Gen.Char["0123456789"], 1, 10].Select(d => Suffixed(d, hex: false) is var u ? new[] { u, "0" + u, "00" + u } : []),
-            Gen.Guid.Select(g => new[] { g.ToString("N"), g.ToString("N").ToUpperInvariant(), g.ToString("D") }))
-        .Select(family => family.Distinct(StringComparer.Ordinal).ToArray());
-
     [Fact]
     public async Task Orders_over_generated_ids_commit_with_every_id_in_its_own_row_and_the_checker_is_clean()
     {
-        var ids = new List<string>();
-        await Families.SampleAsync(async family =>
-        {
-            for (var i = 0; i < family.Length; i++)
-            {
-                await Grains.GetGrain<IInventoryGrain>(family[i]).SetStock(100 + i);
-                await Grains.GetGrain<IPaymentAccountGrain>(family[i]).SetBalance(10_000 + i);
-            }
-            var outcomes = await Task.WhenAll(family.Select((id, i) => Place(new OrderRequest(id, [new OrderLine(id, i + 1, 10)], id, $"address of {id}"))));
-            foreach (var outcome in outcomes) Assert.True(outcome.Status == OrderStatus.Committed, $"{outcome.OrderId}: {outcome.Status} {outcome.Reason}");
-            foreach (var id in family) await WaitCompleted(id);
-            for (var i = 0; i < family.Length; i++)
-            {
-                Assert.Equal(100 + i - (i + 1), (await Stock(family[i])).Committed);
-                Assert.Equal(10_000 + i - (i + 1) * 10, (await Balance(family[i])).Committed);
-                Assert.Equal("Confirmed", (await Shipment(family[i])).Status);
-            }
-            ids.AddRange(family);
-        }, iter: 8, threads: 1);
-
-        var checker = new InvariantChecker(Fixture.Databases);
-        Assert.Equal(0, await Eventually(async () => (await checker.FindLeftoversAsync()).Count, n => n == 0, TimeSpan.FromSeconds(20)));
-        var report = await checker.CheckAsync();
-        output.WriteLine($"{ids.Count} generated ids, e.g. {string.Join(" ", ids.Take(6))}; checker: {report.ToText()}");
-        Assert.True(report.Ok, report.ToText());
-
-        var stored = (await new StoredStateReader(Fixture.Databases).InventoryAsync(false)).Select(s => s.Key).ToList();
-        Assert.Equal(stored.Count, stored.Distinct(StringComparer.Ordinal).Count());
-        Assert.Superset(ids.ToHashSet(StringComparer.Ordinal), stored.ToHashSet(StringComparer.Ordinal));
+        var ids = await OrdersOverGeneratedIds(samples: 8, output);
         foreach (var (name, connectionString) in Fixture.Databases.All)
         {
             Assert.Equal(0L, await ScalarAsync(connectionString, "SELECT count(*) FROM orleansstorage"));
@@ -200,12 +163,5 @@ public sealed class BatchedStorageClusterTests(BatchedStorageClusterFixture fixt
         await using var command = new NpgsqlCommand(sql, connection);
         foreach (var (name, value) in args) command.Parameters.AddWithValue(name, value);
         return await command.ExecuteScalarAsync();
-    }
-
-    /// <summary>Generated text followed by a per-sample counter of the same alphabet, so samples never share an id.</summary>
-    private static string Suffixed(string generated, bool hex)
-    {
-        var n = Interlocked.Increment(ref _sample);
-        return generated + n.ToString(hex ? "x6" : "D6", System.Globalization.CultureInfo.InvariantCulture);
     }
 }

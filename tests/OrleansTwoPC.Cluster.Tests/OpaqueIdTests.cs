@@ -33,65 +33,13 @@ public sealed class OpaqueIdCollection : ICollectionFixture<OpaqueIdClusterFixtu
 [Collection(OpaqueIdCollection.Name)]
 public sealed class OpaqueIdTests(OpaqueIdClusterFixture fixture, ITestOutputHelper output) : ClusterTestBase(fixture)
 {
-    private static int _sample;
-
-    /// <summary>A family of distinct ids that the old key mapping collapsed into one row, unique to this sample.</summary>
-    private static readonly Gen<string[]> Families = Gen.OneOf(
-        // digits and leading zeros: 7, 07, 007, and at maximum length
-        Gen.String[Gen.Char["0123456789"], 1, 10].Select(d => Unique(d, hex: false) is var u
-            ? new[] { u, "0" + u, "00" + u, u.PadLeft(OrderPlan.MaxIdLength, '0') } : []),
-        // hex in both cases with leading zeros: cafe, CAFE, 0cafe, CaFe
-        Gen.String[Gen.Char["0123456789abcdef"], 1, 8].Select(h => Unique(h, hex: true) is var u
-            ? new[] { u, u.ToUpperInvariant(), "0" + u, MixedCase(u) } : []),
-        // GUID shapes: N in both cases, D
-        Gen.Guid.Select(g => new[] { g.ToString("N"), g.ToString("N").ToUpperInvariant(), g.ToString("D") }),
-        // punctuation allowed by validation around numeric-looking text
-        Gen.String[Gen.Char["0123456789abcdef"], 1, 6].Select(h => Unique(h, hex: true) is var u
-            ? new[] { u, u + ".0", u + ":1", u + "_", u + "-0", "0" + u + "-0" } : []))
-        .Select(family => family.Distinct(StringComparer.Ordinal).ToArray());
-
     [Fact]
-    public async Task Generated_ids_each_name_their_own_resources_and_the_checker_is_clean()
-    {
-        var ids = new List<string>();
-        await Families.SampleAsync(async family =>
-        {
-            for (var i = 0; i < family.Length; i++)
-            {
-                await Grains.GetGrain<IInventoryGrain>(family[i]).SetStock(100 + i);
-                await Grains.GetGrain<IPaymentAccountGrain>(family[i]).SetBalance(10_000 + i);
-            }
-            var outcomes = await Task.WhenAll(family.Select((id, i) => Place(new OrderRequest(id, [new OrderLine(id, i + 1, 10)], id, $"address of {id}"))));
-            foreach (var outcome in outcomes) Assert.True(outcome.Status == OrderStatus.Committed, $"{outcome.OrderId}: {outcome.Status} {outcome.Reason}");
-            // The answer comes once the decision is durable; the stock changes with phase two.
-            foreach (var id in family) await WaitCompleted(id);
-            for (var i = 0; i < family.Length; i++)
-            {
-                var id = family[i];
-                Assert.Equal(100 + i - (i + 1), (await Stock(id)).Committed);
-                Assert.Equal(10_000 + i - (i + 1) * 10, (await Balance(id)).Committed);
-                var shipment = await Shipment(id);
-                Assert.Equal(("Confirmed", $"address of {id}"), (shipment.Status, shipment.Address));
-            }
-            ids.AddRange(family);
-        }, iter: 12, threads: 1);
-
-        await WaitAllCompleted();
-        var checker = new InvariantChecker(Fixture.Databases);
-        var report = await checker.CheckAsync();
-        output.WriteLine($"{ids.Count} generated ids, e.g. {string.Join(" ", ids.Take(8))}; checker: {report.ToText()}");
-        Assert.True(report.Ok, report.ToText());
-        // The reader finds every id under its own key.
-        var reader = new StoredStateReader(Fixture.Databases);
-        var stored = (await reader.InventoryAsync(false)).Select(s => s.Key).ToList();
-        Assert.Equal(stored.Count, stored.Distinct(StringComparer.Ordinal).Count());
-        Assert.Superset(ids.ToHashSet(StringComparer.Ordinal), stored.ToHashSet(StringComparer.Ordinal));
-    }
+    public Task Generated_ids_each_name_their_own_resources_and_the_checker_is_clean() => OrdersOverGeneratedIds(samples: 12, output);
 
     [Fact]
     public async Task An_abandoned_reservation_on_a_generated_id_is_released_by_the_recovery_sweep()
     {
-        await Families.SampleAsync(async family =>
+        await GeneratedIds.Families.SampleAsync(async family =>
         {
             var now = DateTimeOffset.UtcNow;
             // Prepared long ago by a coordinator that never wrote anything (it died before deciding).
@@ -168,14 +116,4 @@ public sealed class OpaqueIdTests(OpaqueIdClusterFixture fixture, ITestOutputHel
         var quiet = await Eventually(async () => (await checker.FindLeftoversAsync()).Count, n => n == 0, TimeSpan.FromSeconds(20));
         Assert.Equal(0, quiet);
     }
-
-    /// <summary>Text of the generated shape followed by a per-sample counter of the same alphabet, so samples never share an id.</summary>
-    private static string Unique(string generated, bool hex)
-    {
-        var n = Interlocked.Increment(ref _sample);
-        var counter = hex ? n.ToString("x6", System.Globalization.CultureInfo.InvariantCulture) : n.ToString("D6", System.Globalization.CultureInfo.InvariantCulture);
-        return generated + counter;
-    }
-
-    private static string MixedCase(string s) => new(s.Select((c, i) => i % 2 == 0 ? char.ToUpperInvariant(c) : c).ToArray());
 }

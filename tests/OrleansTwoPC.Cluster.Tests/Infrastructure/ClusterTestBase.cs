@@ -1,3 +1,4 @@
+using CsCheck;
 using OrleansTwoPC.Silo.Demo;
 
 namespace OrleansTwoPC.Cluster.Tests.Infrastructure;
@@ -70,6 +71,47 @@ public abstract class ClusterTestBase(TwoPcClusterFixture fixture)
             if (DateTime.UtcNow > deadline) throw new TimeoutException($"transaction of {orderId} not completed: phase {report.Phase}, unacknowledged {string.Join(",", report.Unacknowledged)}");
             await Task.Delay(50);
         }
+    }
+
+    /// <summary>
+    /// For every sample of <see cref="GeneratedIds.Families"/>: each id is a SKU, an account and an order of its own;
+    /// every order commits and changes exactly its own resources. Then the invariant checker is clean and the
+    /// state reader finds each id under its own key. Returns the ids.
+    /// </summary>
+    protected async Task<IReadOnlyList<string>> OrdersOverGeneratedIds(int samples, Xunit.Abstractions.ITestOutputHelper output)
+    {
+        var ids = new List<string>();
+        await GeneratedIds.Families.SampleAsync(async family =>
+        {
+            for (var i = 0; i < family.Length; i++)
+            {
+                await Grains.GetGrain<IInventoryGrain>(family[i]).SetStock(100 + i);
+                await Grains.GetGrain<IPaymentAccountGrain>(family[i]).SetBalance(10_000 + i);
+            }
+            var outcomes = await Task.WhenAll(family.Select((id, i) => Place(new OrderRequest(id, [new OrderLine(id, i + 1, 10)], id, $"address of {id}"))));
+            foreach (var outcome in outcomes) Assert.True(outcome.Status == OrderStatus.Committed, $"{outcome.OrderId}: {outcome.Status} {outcome.Reason}");
+            // The answer comes once the decision is durable; the stock changes with phase two.
+            foreach (var id in family) await WaitCompleted(id);
+            for (var i = 0; i < family.Length; i++)
+            {
+                var id = family[i];
+                Assert.Equal(100 + i - (i + 1), (await Stock(id)).Committed);
+                Assert.Equal(10_000 + i - (i + 1) * 10, (await Balance(id)).Committed);
+                var shipment = await Shipment(id);
+                Assert.Equal(("Confirmed", $"address of {id}"), (shipment.Status, shipment.Address));
+            }
+            lock (ids) ids.AddRange(family);
+        }, iter: samples, threads: 1);
+
+        var checker = new OrleansTwoPC.Storage.Checking.InvariantChecker(Fixture.Databases);
+        Assert.Equal(0, await Eventually(async () => (await checker.FindLeftoversAsync()).Count, n => n == 0, TimeSpan.FromSeconds(20)));
+        var report = await checker.CheckAsync();
+        output.WriteLine($"{ids.Count} generated ids, e.g. {string.Join(" ", ids.Take(8))}; checker: {report.ToText()}");
+        Assert.True(report.Ok, report.ToText());
+        var stored = (await new OrleansTwoPC.Storage.Records.StoredStateReader(Fixture.Databases).InventoryAsync(false)).Select(s => s.Key).ToList();
+        Assert.Equal(stored.Count, stored.Distinct(StringComparer.Ordinal).Count());
+        Assert.Superset(ids.ToHashSet(StringComparer.Ordinal), stored.ToHashSet(StringComparer.Ordinal));
+        return ids;
     }
 
     protected static async Task<T> Eventually<T>(Func<Task<T>> read, Func<T, bool> done, TimeSpan timeout)
