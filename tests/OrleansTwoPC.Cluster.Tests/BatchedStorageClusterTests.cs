@@ -77,6 +77,31 @@ public sealed class BatchedStorageClusterTests(BatchedStorageClusterFixture fixt
     }
 
     [Fact]
+    public async Task The_operator_views_list_transactions_stored_by_the_batched_provider()
+    {
+        var sku = await NewSku(10);
+        var account = await NewAccount(10_000);
+        var committed = Order(account, (sku, 1, 100));
+        var aborted = Order(account, (sku, 100, 100)); // more than the stock
+        Assert.Equal(OrderStatus.Committed, (await Place(committed)).Status);
+        Assert.Equal(OrderStatus.Aborted, (await Place(aborted)).Status);
+        await WaitCompleted(committed.OrderId);
+        await WaitCompleted(aborted.OrderId);
+
+        // tpc list, the console's list and the in-doubt gauges read through TransactionListReader.
+        var list = new TransactionListReader(Fixture.Databases);
+        var one = await list.ListAsync(new TransactionQuery(OrderId: committed.OrderId));
+        Assert.Equal(("committed", committed.OrderId), (Assert.Single(one.Items).Status, one.Items[0].OrderId));
+        var abortedPage = await list.ListAsync(new TransactionQuery(Status: TransactionStatus.Aborted, Limit: TransactionQuery.MaxLimit));
+        Assert.Contains(abortedPage.Items, t => t.OrderId == aborted.OrderId);
+        Assert.Empty(await list.InDoubtAsync());
+
+        // The console's overview counts both decisions of its window.
+        var overview = await new TransactionOverviewReader(Fixture.Databases, reason => reason ?? "").ReadAsync(TimeSpan.FromMinutes(10), DateTimeOffset.UtcNow);
+        Assert.True(overview.Committed >= 1 && overview.Aborted >= 1, $"overview: {overview.Committed} committed, {overview.Aborted} aborted");
+    }
+
+    [Fact]
     public async Task The_recovery_sweep_releases_an_abandoned_reservation_stored_by_the_batched_provider()
     {
         var now = DateTimeOffset.UtcNow;

@@ -34,6 +34,20 @@ public sealed class TransactionListReader(ServiceDatabases databases)
     /// </summary>
     public static readonly TimeSpan ClockSkewMargin = TimeSpan.FromMinutes(10);
 
+    /// <summary>
+    /// Coordinator records of both grain storages as rows (grain_key, escaped, payloadbinary, modifiedon): Orleans'
+    /// ADO.NET table (keys escaped by <see cref="StoredGrainKey"/>) and the batched provider's twopc_grain_state
+    /// (keys as given). A deployment writes one of them. Takes the parameter <c>@state</c>.
+    /// </summary>
+    internal const string CoordinatorRows =
+        "(SELECT grainidextensionstring AS grain_key, true AS escaped, payloadbinary, modifiedon FROM orleansstorage " +
+        "WHERE graintypestring = @state AND payloadbinary IS NOT NULL AND grainidextensionstring <> '' " +
+        "UNION ALL SELECT grain_key, false, payload, modified_on FROM twopc_grain_state WHERE state_name = @state AND payload IS NOT NULL) AS s";
+
+    /// <summary>The id of a row of <see cref="CoordinatorRows"/>.</summary>
+    internal static string KeyOf(NpgsqlDataReader reader, int key, int escaped) =>
+        reader.GetBoolean(escaped) ? StoredGrainKey.Decode(reader.GetString(key)) : reader.GetString(key);
+
     private readonly StoredStateReader _states = new(databases);
 
     public async Task<TransactionPage> ListAsync(TransactionQuery query, CancellationToken cancellationToken = default)
@@ -78,7 +92,7 @@ public sealed class TransactionListReader(ServiceDatabases databases)
 
     private async Task<(long Total, List<TransactionSummary> Rows)> DecidedAsync(TransactionQuery query, int take, CancellationToken cancellationToken)
     {
-        var where = "graintypestring = @state AND payloadbinary IS NOT NULL AND grainidextensionstring <> ''" +
+        var where = "true" +
                     (query.Status switch
                     {
                         TransactionStatus.Committed => $" AND {CommitBytes} AND NOT {NotCompletedBytes}",
@@ -87,14 +101,14 @@ public sealed class TransactionListReader(ServiceDatabases databases)
                         _ => "",
                     }) +
                     (query.Since is not null ? " AND modifiedon >= @modifiedSince" : "") +
-                    (query.OrderId is not null ? " AND grainidextensionstring = @key" : "");
+                    (query.OrderId is not null ? " AND grain_key = CASE WHEN escaped THEN @storedKey ELSE @key END" : "");
         var filter = "j->>'Decision' IN ('Commit', 'Abort')" +
                      (query.Status is { } s ? $" AND {StatusSql} = @status" : "") +
                      (query.Since is not null ? " AND (j->>'StartedAt')::timestamptz >= @since" : "") +
                      (query.Until is not null ? " AND (j->>'StartedAt')::timestamptz < @until" : "");
-        var sql = "SELECT grainidextensionstring, payloadbinary, count(*) OVER () FROM " +
-                  $"(SELECT grainidextensionstring, payloadbinary, convert_from(payloadbinary, 'UTF8')::jsonb AS j FROM orleansstorage WHERE {where}) r " +
-                  $"WHERE {filter} ORDER BY (j->>'StartedAt')::timestamptz DESC, grainidextensionstring LIMIT @take";
+        var sql = "SELECT grain_key, escaped, payloadbinary, count(*) OVER () FROM " +
+                  $"(SELECT grain_key, escaped, payloadbinary, convert_from(payloadbinary, 'UTF8')::jsonb AS j FROM {CoordinatorRows} WHERE {where}) r " +
+                  $"WHERE {filter} ORDER BY (j->>'StartedAt')::timestamptz DESC, grain_key LIMIT @take";
         await using var connection = new NpgsqlConnection(databases.Coordinator);
         await connection.OpenAsync(cancellationToken);
         await using var command = new NpgsqlCommand(sql, connection);
@@ -108,17 +122,21 @@ public sealed class TransactionListReader(ServiceDatabases databases)
         }
 
         if (query.Until is { } to) command.Parameters.AddWithValue("until", to.UtcDateTime);
-        if (query.OrderId is { } order) command.Parameters.AddWithValue("key", StoredGrainKey.Encode(TransactionIdOf(order)));
+        if (query.OrderId is { } order)
+        {
+            command.Parameters.AddWithValue("key", TransactionIdOf(order));
+            command.Parameters.AddWithValue("storedKey", StoredGrainKey.Encode(TransactionIdOf(order)));
+        }
 
         var rows = new List<TransactionSummary>();
         long total = 0;
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
         while (await reader.ReadAsync(cancellationToken))
         {
-            var key = StoredGrainKey.Decode(reader.GetString(0));
-            var record = JsonSerializer.Deserialize<CoordinatorRecord>((byte[])reader.GetValue(1), StateJson.Options)
+            var key = KeyOf(reader, 0, 1);
+            var record = JsonSerializer.Deserialize<CoordinatorRecord>((byte[])reader.GetValue(2), StateJson.Options)
                          ?? throw new InvalidDataException($"coordinator {key}: empty state payload");
-            total = reader.GetInt64(2);
+            total = reader.GetInt64(3);
             rows.Add(Summary(key, record));
         }
 
@@ -149,13 +167,14 @@ public sealed class TransactionListReader(ServiceDatabases databases)
         await using var connection = new NpgsqlConnection(databases.Coordinator);
         await connection.OpenAsync(cancellationToken);
         await using var command = new NpgsqlCommand(
-            "SELECT grainidextensionstring FROM orleansstorage WHERE graintypestring = @state AND payloadbinary IS NOT NULL " +
-            "AND grainidextensionstring = ANY(@keys) AND convert_from(payloadbinary, 'UTF8')::jsonb->>'Decision' IN ('Commit', 'Abort')", connection);
+            $"SELECT grain_key, escaped FROM {CoordinatorRows} WHERE grain_key = ANY(CASE WHEN escaped THEN @storedKeys ELSE @keys END) " +
+            "AND convert_from(payloadbinary, 'UTF8')::jsonb->>'Decision' IN ('Commit', 'Abort')", connection);
         command.Parameters.AddWithValue("state", StateNames.Coordinator);
-        command.Parameters.AddWithValue("keys", transactionIds.Select(StoredGrainKey.Encode).ToArray());
+        command.Parameters.AddWithValue("keys", transactionIds);
+        command.Parameters.AddWithValue("storedKeys", transactionIds.Select(StoredGrainKey.Encode).ToArray());
         var result = new HashSet<string>(StringComparer.Ordinal);
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
-        while (await reader.ReadAsync(cancellationToken)) result.Add(StoredGrainKey.Decode(reader.GetString(0)));
+        while (await reader.ReadAsync(cancellationToken)) result.Add(KeyOf(reader, 0, 1));
         return result;
     }
 

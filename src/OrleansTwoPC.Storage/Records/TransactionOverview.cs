@@ -48,8 +48,8 @@ public sealed class TransactionOverviewReader(ServiceDatabases databases, Func<s
         {
             await connection.OpenAsync(cancellationToken);
             await using (var command = new NpgsqlCommand(
-                             "SELECT payloadbinary FROM (SELECT payloadbinary, convert_from(payloadbinary, 'UTF8')::jsonb AS j FROM orleansstorage " +
-                             "WHERE graintypestring = @state AND payloadbinary IS NOT NULL AND grainidextensionstring <> '' AND modifiedon >= @modifiedSince) r " +
+                             "SELECT payloadbinary FROM (SELECT payloadbinary, convert_from(payloadbinary, 'UTF8')::jsonb AS j " +
+                             $"FROM {TransactionListReader.CoordinatorRows} WHERE modifiedon >= @modifiedSince) r " +
                              "WHERE j->>'Decision' IN ('Commit', 'Abort') AND (j->>'DecidedAt')::timestamptz >= @since " +
                              "ORDER BY (j->>'DecidedAt')::timestamptz DESC LIMIT @take", connection))
             {
@@ -64,7 +64,7 @@ public sealed class TransactionOverviewReader(ServiceDatabases databases, Func<s
             }
 
             await using var unfinished = new NpgsqlCommand(
-                "SELECT count(*) FROM orleansstorage WHERE graintypestring = @state AND payloadbinary IS NOT NULL AND " +
+                $"SELECT count(*) FROM {TransactionListReader.CoordinatorRows} WHERE " +
                 "position('\"CompletedAt\":null'::bytea IN payloadbinary) > 0", connection);
             unfinished.Parameters.AddWithValue("state", StateNames.Coordinator);
             inFlight = (int)(long)(await unfinished.ExecuteScalarAsync(cancellationToken))!;
