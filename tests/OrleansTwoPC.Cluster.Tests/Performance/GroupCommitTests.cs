@@ -97,7 +97,8 @@ public sealed class GroupCommitTests(TwoPcClusterFixture fixture, ITestOutputHel
 
         // A prepare sent straight to the SKU, held for a while by an injected hang: the SKU serves nothing else meanwhile.
         var slowTx = "tx-" + Unique("slow");
-        Fixture.InjectFault($"inventory/{sku}", slowTx, ParticipantFault.Hang, TimeSpan.FromMilliseconds(1000));
+        // 1.5 s: room for 24 coordinators to reach the SKU on a busy machine, and less than their 2 s prepare timeout.
+        Fixture.InjectFault($"inventory/{sku}", slowTx, ParticipantFault.Hang, TimeSpan.FromMilliseconds(1500));
         var slow = inventory.Prepare(slowTx, 1, DateTimeOffset.UtcNow.AddSeconds(5));
         await Task.Delay(100);
         var results = await Task.WhenAll(requests.Select(o => OrderRunner.PlaceAsync(Grains, o)));
