@@ -145,8 +145,9 @@ public sealed class PostgresRecoveryCatalog(
             ParticipantKind.Payment => ServiceRoles.Payment,
             _ => ServiceRoles.Shipping,
         };
-        // A silo whose roles are not known yet might host it: try.
-        var up = membership.CurrentSnapshot.Members.Values.Any(m => m.Status == SiloStatus.Active && (roles.Of(m.SiloAddress) is not { } siloRoles || ServiceRoles.Hosts(siloRoles, role)));
+        // Placement never uses a silo whose roles are not known yet (a silo just started), so only a known one counts:
+        // asking before would fail placement after Orleans' retries, each logged.
+        var up = membership.CurrentSnapshot.Members.Values.Any(m => m.Status == SiloStatus.Active && roles.Of(m.SiloAddress) is { } siloRoles && ServiceRoles.Hosts(siloRoles, role));
         return up ? ServiceRecovery.For(grains, kind) : throw new InvalidOperationException($"the {role} service is down: no active silo with role '{role}'");
     }
 
