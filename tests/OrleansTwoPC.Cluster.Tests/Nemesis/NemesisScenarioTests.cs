@@ -23,7 +23,7 @@ public sealed class NemesisScenarioTests(ITestOutputHelper output)
     private static NemesisSilo[] CoordinatorsApartFromParticipants(bool shippedDefaults) =>
         [new("coordinator", shippedDefaults), new("coordinator", shippedDefaults), new("inventory,payment,shipping", shippedDefaults)];
 
-    [NemesisScenarioFact]
+    [Fact]
     public async Task Coordinator_cut_from_its_participants_after_the_decision_delivers_it_after_the_heal()
     {
         await using var cluster = await NemesisCluster.StartAsync(output, CoordinatorsApartFromParticipants(shippedDefaults: true));
@@ -63,7 +63,7 @@ public sealed class NemesisScenarioTests(ITestOutputHelper output)
         cluster.Passed();
     }
 
-    [NemesisScenarioFact]
+    [Fact]
     public async Task Coordinator_paused_past_the_failure_timeout_in_phase_one_changes_nothing_when_it_wakes()
     {
         // Fast failure detection: with the shipped membership settings on this (loaded) machine the paused silo
@@ -103,7 +103,7 @@ public sealed class NemesisScenarioTests(ITestOutputHelper output)
         cluster.Passed();
     }
 
-    [NemesisScenarioFact]
+    [Fact]
     public async Task Participant_silo_cut_from_postgres_but_not_from_the_cluster_blocks_only_for_the_cut()
     {
         await using var cluster = await NemesisCluster.StartAsync(output,
@@ -125,7 +125,7 @@ public sealed class NemesisScenarioTests(ITestOutputHelper output)
         cluster.Passed();
     }
 
-    [NemesisScenarioFact]
+    [Fact]
     public async Task Minority_silo_serving_stale_activations_cannot_apply_anything_twice()
     {
         // Fast failure detection, as in the pause scenario.
@@ -169,7 +169,7 @@ public sealed class NemesisScenarioTests(ITestOutputHelper output)
         cluster.Passed();
     }
 
-    [NemesisScenarioFact]
+    [Fact]
     public async Task A_participant_silo_with_its_clock_moved_past_the_decision_retention_aborts_and_applies_nothing()
     {
         var libfaketime = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
@@ -226,18 +226,3 @@ public sealed class NemesisScenarioTests(ITestOutputHelper output)
     }
 }
 
-/// <summary>
-/// A nemesis scenario: about 45 s each on real processes, so they run as their own step of <c>.ci/run</c>
-/// (<c>TWOPC_NEMESIS_SCENARIOS=1</c>) rather than in the README test command, which keeps the short random
-/// schedule of <see cref="NemesisTests"/>. Unset, the scenarios are reported as skipped with this reason.
-/// </summary>
-public sealed class NemesisScenarioFactAttribute : FactAttribute
-{
-    public const string Variable = "TWOPC_NEMESIS_SCENARIOS";
-
-    public NemesisScenarioFactAttribute()
-    {
-        if (Environment.GetEnvironmentVariable(Variable) != "1")
-            Skip = $"named nemesis scenario: runs in .ci/run's nemesis step, or with {Variable}=1";
-    }
-}
