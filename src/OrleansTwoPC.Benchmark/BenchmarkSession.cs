@@ -114,7 +114,8 @@ public sealed class BenchmarkSession(BenchmarkOptions options, IConfiguration co
 
     private async Task<IOrderSystem> CreateSystemAsync(string id, BenchmarkPostgres postgres, CancellationToken cancellationToken) => id switch
     {
-        "A" => new TwoPhaseCommitSystem(await postgres.ProvisionTwoPhaseCommitAsync("a", cancellationToken), configuration),
+        "A" => new TwoPhaseCommitSystem(id, await postgres.ProvisionTwoPhaseCommitAsync("a", cancellationToken), configuration),
+        TwoPhaseCommitSystem.AdoNetId => new TwoPhaseCommitSystem(id, await postgres.ProvisionTwoPhaseCommitAsync("aado", cancellationToken), configuration),
         "B" => new OrleansTransactionsSystem(await postgres.ProvisionOrleansTransactionsAsync("b", cancellationToken), configuration),
         "C" => new SingleDatabaseSystem(await postgres.ProvisionPlainAsync("c", cancellationToken), options.Concurrency.Max()),
         _ => throw new ArgumentOutOfRangeException(nameof(id), id, "unknown system"),

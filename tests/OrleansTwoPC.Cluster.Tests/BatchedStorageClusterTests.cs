@@ -161,7 +161,7 @@ public sealed class BatchedStorageClusterTests(BatchedStorageClusterFixture fixt
     }
 
     [Theory]
-    [InlineData(null, "adonet")]
+    [InlineData(null, "batched")]
     [InlineData("adonet", "adonet")]
     [InlineData(" Batched ", "batched")]
     public void The_storage_provider_setting_is_read_without_case_or_blanks(string? value, string provider) =>

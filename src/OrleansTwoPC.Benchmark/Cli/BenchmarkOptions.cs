@@ -28,7 +28,7 @@ public sealed record BenchmarkOptions
     public TimeSpan WarmUp { get; init; } = TimeSpan.FromSeconds(2);
 
     public int Rounds { get; init; } = 3;
-    public IReadOnlyList<string> Systems { get; init; } = ["A", "B", "C"];
+    public IReadOnlyList<string> Systems { get; init; } = ["A", OrleansTwoPC.Benchmark.Systems.A.TwoPhaseCommitSystem.AdoNetId, "B", "C"];
 
     /// <summary>Markdown report file; null writes only to stdout.</summary>
     public string? OutputPath { get; init; }

@@ -22,8 +22,8 @@ public static class CommandLine
           --concurrency LIST         closed-loop callers per run, e.g. 1,8,32,128
           --duration SECONDS         measured time per run (full: 8)
           --warmup SECONDS           unmeasured load before each run (full: 2)
-          --rounds N                 repetitions of every cell, systems alternating A B C (full: 3)
-          --systems LIST             A,B,C
+          --rounds N                 repetitions of every cell, systems alternating (full: 3)
+          --systems LIST             A,A-adonet,B,C (A-adonet: A on Orleans' ADO.NET grain storage)
           --skus N / --accounts N    catalogue size (full: 10000 each)
           --memory-activations N     idle participant activations of the memory measurement (0 skips it)
           --seed N                   order stream seed
@@ -126,9 +126,10 @@ public static class CommandLine
             ? kind
             : throw new UsageException($"unknown workload '{value}' (expected uniform, hot or abort-heavy)");
 
-    private static string ParseSystem(string value) => value.ToUpperInvariant() is "A" or "B" or "C"
-        ? value.ToUpperInvariant()
-        : throw new UsageException($"unknown system '{value}' (expected A, B or C)");
+    private static string ParseSystem(string value) =>
+        value.ToUpperInvariant() is "A" or "B" or "C" ? value.ToUpperInvariant()
+        : string.Equals(value, Systems.A.TwoPhaseCommitSystem.AdoNetId, StringComparison.OrdinalIgnoreCase) ? Systems.A.TwoPhaseCommitSystem.AdoNetId
+        : throw new UsageException($"unknown system '{value}' (expected A, A-adonet, B or C)");
 
     private static IReadOnlyList<T> ParseList<T>(string name, string value, Func<string, T> parse)
     {

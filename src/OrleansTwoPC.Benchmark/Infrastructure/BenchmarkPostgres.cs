@@ -14,8 +14,9 @@ public sealed class BenchmarkPostgres : IAsyncDisposable
 {
     public const string ServerConnectionStringKey = "ConnectionStrings:PostgresServer";
 
-    /// <summary>Connections the systems may open at once: A's four pools of 50 (the product's default) plus headroom.</summary>
-    public const int RequiredMaxConnections = 300;
+    /// <summary>Connections the systems may open at once: the four pools of 50 (the product's default) of A and of
+    /// A-adonet, each kept by its idle silo while the others run, plus B's and C's and headroom.</summary>
+    public const int RequiredMaxConnections = 600;
 
     private readonly List<string> _createdDatabases = [];
 
@@ -41,11 +42,11 @@ public sealed class BenchmarkPostgres : IAsyncDisposable
             var server = new BenchmarkPostgres(serverConnectionString, null, prefix);
             var maxConnections = int.Parse((await server.SettingsAsync(["max_connections"], cancellationToken))[0].Value, System.Globalization.CultureInfo.InvariantCulture);
             if (maxConnections < RequiredMaxConnections)
-                throw new InvalidOperationException($"the PostgreSQL server allows {maxConnections} connections; the benchmark needs max_connections >= {RequiredMaxConnections} (A alone pools up to 200)");
+                throw new InvalidOperationException($"the PostgreSQL server allows {maxConnections} connections; the benchmark needs max_connections >= {RequiredMaxConnections} (A and A-adonet pool up to 200 each)");
             return server;
         }
         // Default settings (fsync on): the product's embedded server only sets port, sockets and max_connections.
-        var embedded = await EmbeddedPostgres.StartNewAsync(new EmbeddedPostgresOptions(), logger, cancellationToken);
+        var embedded = await EmbeddedPostgres.StartNewAsync(new EmbeddedPostgresOptions { MaxConnections = RequiredMaxConnections }, logger, cancellationToken);
         return new BenchmarkPostgres(embedded.AdminConnectionString, embedded, prefix);
     }
 

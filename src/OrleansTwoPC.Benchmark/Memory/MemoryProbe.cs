@@ -18,7 +18,7 @@ public static class MemoryProbe
 
     public static async Task<MemoryResult> RunAsync(ServiceDatabases databases, IConfiguration configuration, int activations, TextWriter progress, CancellationToken cancellationToken)
     {
-        await using var system = new TwoPhaseCommitSystem(databases, configuration);
+        await using var system = new TwoPhaseCommitSystem("A", databases, configuration);
         await system.StartAsync(cancellationToken);
         var grains = system.Grains;
         // The silo's own grains (recovery agent, management) are active before we start.

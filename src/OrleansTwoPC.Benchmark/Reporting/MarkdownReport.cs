@@ -5,6 +5,8 @@ using OrleansTwoPC.Benchmark.Measurement;
 using OrleansTwoPC.Benchmark.Memory;
 using OrleansTwoPC.Benchmark.Workloads;
 
+using OrleansTwoPC.Benchmark.Systems.A;
+
 namespace OrleansTwoPC.Benchmark.Reporting;
 
 /// <summary>Renders the report as markdown: machine, systems, headline ratios, one table per workload, memory, method, every run.</summary>
@@ -106,6 +108,8 @@ public static class MarkdownReport
         text.AppendLine($"| A p99 / B p99 latency, uniform @{at} | {p99} |");
         text.AppendLine($"| A / B committed orders/s, hot @{at} | {Throughput(WorkloadKind.Hot, "A", "B")} |");
         text.AppendLine($"| A / C committed orders/s, uniform @{at} | {Throughput(WorkloadKind.Uniform, "A", "C")} |");
+        if (cells.Any(c => c.SystemId == TwoPhaseCommitSystem.AdoNetId))
+            text.AppendLine($"| A / A-adonet committed orders/s, uniform @{at} | {Throughput(WorkloadKind.Uniform, "A", TwoPhaseCommitSystem.AdoNetId)} |");
         var own = Cell(WorkloadKind.Uniform, "A") is { } ua ? Format(ua.CpuMsPerOrder, "0.00") : "n/a (not run)";
         text.AppendLine($"| A CPU ms per committed order (own processes), uniform @{at} | {own} |");
         var noisy = report.Runs.Count(r => r.Cpu.Noisy);

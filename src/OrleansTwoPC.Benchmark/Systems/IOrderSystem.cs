@@ -31,10 +31,10 @@ public sealed record StoredSnapshot(
     IReadOnlyDictionary<string, long> Balances,
     IReadOnlySet<string> ShippedOrders);
 
-/// <summary>One of the compared systems: A (this project), B (Orleans Transactions), C (one PostgreSQL transaction).</summary>
+/// <summary>One of the compared systems: A (this project; A-adonet on Orleans' ADO.NET storage), B (Orleans Transactions), C (one PostgreSQL transaction).</summary>
 public interface IOrderSystem : IAsyncDisposable
 {
-    /// <summary>"A", "B" or "C".</summary>
+    /// <summary>"A", "A-adonet", "B" or "C".</summary>
     string Id { get; }
 
     /// <summary>One line for the report.</summary>

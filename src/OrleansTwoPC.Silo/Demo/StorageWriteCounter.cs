@@ -4,9 +4,9 @@ using OrleansTwoPC.Storage;
 namespace OrleansTwoPC.Silo.Demo;
 
 /// <summary>
-/// Counts durable grain-state writes exactly: every write (insert or compare-and-swap update, each its
-/// own committed PostgreSQL transaction) adds one to a row's Version, so the sum of versions over the
-/// storage table moves by one per write.
+/// Counts durable grain-state writes exactly: every write (insert or compare-and-swap update) adds one to a
+/// row's version, so the sum of versions over both grain-state tables (the batched provider's and Orleans'
+/// ADO.NET one; a deployment writes one of them) moves by one per write.
 /// </summary>
 public static class StorageWriteCounter
 {
@@ -21,8 +21,8 @@ public static class StorageWriteCounter
         {
             await using var connection = new NpgsqlConnection(connectionString);
             await connection.OpenAsync();
-            await using var command = new NpgsqlCommand("SELECT COALESCE(SUM(version), 0)::bigint FROM orleansstorage", connection);
-            result[name] = (long)(await command.ExecuteScalarAsync())!;
+            await using var command = new NpgsqlCommand("SELECT (SELECT COALESCE(SUM(version), 0) FROM orleansstorage) + (SELECT COALESCE(SUM(version), 0) FROM twopc_grain_state)", connection);
+            result[name] = Convert.ToInt64(await command.ExecuteScalarAsync(), System.Globalization.CultureInfo.InvariantCulture);
         }
         return result;
     }

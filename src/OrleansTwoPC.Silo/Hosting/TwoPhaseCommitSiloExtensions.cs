@@ -159,12 +159,12 @@ public static class TwoPhaseCommitSiloExtensions
             });
     }
 
-    /// <summary><c>TwoPC:Storage:Provider</c>: adonet (default, Orleans' ADO.NET provider) or batched (<see cref="BatchedGrainStorage"/>).</summary>
+    /// <summary><c>TwoPC:Storage:Provider</c>: batched (default, <see cref="BatchedGrainStorage"/>) or adonet (Orleans' ADO.NET provider).</summary>
     public static string StorageProvider(IConfiguration configuration) =>
         (configuration[StorageProviderKey] ?? "").Trim().ToLowerInvariant() switch
         {
-            "" or "adonet" => "adonet",
-            BatchedGrainStorage.ProviderName => BatchedGrainStorage.ProviderName,
+            "adonet" => "adonet",
+            "" or BatchedGrainStorage.ProviderName => BatchedGrainStorage.ProviderName,
             _ => throw new SiloStartupException($"{StorageProviderKey} must be adonet or batched, not '{configuration[StorageProviderKey]}'"),
         };
 

@@ -187,7 +187,7 @@ public sealed class AdminApiTests(PostgresFixture postgres, ITestOutputHelper lo
             await using (var locker = new NpgsqlConnection(databases.Payments))
             {
                 await locker.OpenAsync();
-                await using (var begin = new NpgsqlCommand("BEGIN; SELECT 1 FROM orleansstorage WHERE graintypestring = @state FOR UPDATE", locker))
+                await using (var begin = new NpgsqlCommand("BEGIN; SELECT 1 FROM twopc_grain_state WHERE state_name = @state FOR UPDATE", locker))
                 {
                     begin.Parameters.AddWithValue("state", OrleansTwoPC.Protocol.StateNames.Payment);
                     await begin.ExecuteNonQueryAsync();

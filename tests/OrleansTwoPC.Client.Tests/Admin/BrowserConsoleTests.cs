@@ -90,8 +90,8 @@ public sealed class BrowserConsoleTests(PostgresFixture postgres, ITestOutputHel
             await client.Grains.GetGrain<IPaymentAccountGrain>(payer).SetBalance(1_000);
             var databases = PostgresTopology.DeriveDatabases(silo.AdminConnectionString, silo.Prefix);
             await Coordinator(databases, "CREATE FUNCTION refuse_decision() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'test: decision write refused'; END $$ LANGUAGE plpgsql; " +
-                                         "CREATE TRIGGER refuse_decision BEFORE INSERT OR UPDATE ON orleansstorage FOR EACH ROW " +
-                                         $"WHEN (NEW.graintypestring = '{OrleansTwoPC.Protocol.StateNames.Coordinator}') EXECUTE FUNCTION refuse_decision()");
+                                         "CREATE TRIGGER refuse_decision BEFORE INSERT OR UPDATE ON twopc_grain_state FOR EACH ROW " +
+                                         $"WHEN (NEW.state_name = '{OrleansTwoPC.Protocol.StateNames.Coordinator}') EXECUTE FUNCTION refuse_decision()");
             OrderOutcome placed;
             try
             {
@@ -100,7 +100,7 @@ public sealed class BrowserConsoleTests(PostgresFixture postgres, ITestOutputHel
             }
             finally
             {
-                await Coordinator(databases, "DROP TRIGGER refuse_decision ON orleansstorage; DROP FUNCTION refuse_decision()");
+                await Coordinator(databases, "DROP TRIGGER refuse_decision ON twopc_grain_state; DROP FUNCTION refuse_decision()");
             }
             Assert.True(placed.Status == OrderStatus.InDoubt, $"{placed.Status}: {placed.Reason}");
 

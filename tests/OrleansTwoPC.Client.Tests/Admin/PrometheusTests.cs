@@ -49,15 +49,15 @@ public sealed class PrometheusTests(PostgresFixture postgres, ITestOutputHelper 
             // One transaction in doubt: the coordinator database refuses its decision write.
             var databases = PostgresTopology.DeriveDatabases(silo.AdminConnectionString, silo.Prefix);
             await Sql(databases.Coordinator, "CREATE FUNCTION refuse_decision() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'test: decision write refused'; END $$ LANGUAGE plpgsql; " +
-                                             "CREATE TRIGGER refuse_decision BEFORE INSERT OR UPDATE ON orleansstorage FOR EACH ROW " +
-                                             $"WHEN (NEW.graintypestring = '{OrleansTwoPC.Protocol.StateNames.Coordinator}') EXECUTE FUNCTION refuse_decision()");
+                                             "CREATE TRIGGER refuse_decision BEFORE INSERT OR UPDATE ON twopc_grain_state FOR EACH ROW " +
+                                             $"WHEN (NEW.state_name = '{OrleansTwoPC.Protocol.StateNames.Coordinator}') EXECUTE FUNCTION refuse_decision()");
             try
             {
                 Assert.Equal(OrderStatus.InDoubt, (await Place($"doubt-{run}", 1)).Status);
             }
             finally
             {
-                await Sql(databases.Coordinator, "DROP TRIGGER refuse_decision ON orleansstorage; DROP FUNCTION refuse_decision()");
+                await Sql(databases.Coordinator, "DROP TRIGGER refuse_decision ON twopc_grain_state; DROP FUNCTION refuse_decision()");
             }
 
             var scrape = await ScrapeUntil(http, text => Value(text, "twopc_in_doubt_count") == 1 && Value(text, "twopc_transactions_total", "twopc_outcome=\"committed\"") == 3);

@@ -48,7 +48,7 @@ public sealed class CliCoordinatorKillTests(PostgresFixture postgres, ITestOutpu
             await using var locker = new NpgsqlConnection(databases.Inventory);
             await locker.OpenAsync();
             await using var hold = await locker.BeginTransactionAsync();
-            await using (var lockTable = new NpgsqlCommand("LOCK TABLE orleansstorage IN ACCESS EXCLUSIVE MODE", locker, hold))
+            await using (var lockTable = new NpgsqlCommand("LOCK TABLE twopc_grain_state IN ACCESS EXCLUSIVE MODE", locker, hold))
             {
                 await lockTable.ExecuteNonQueryAsync();
             }

@@ -90,7 +90,7 @@ public sealed class CliLeastPrivilegeClusterTests(PostgresFixture postgres, ITes
             {
                 await locker.OpenAsync();
                 await using var hold = await locker.BeginTransactionAsync();
-                await using (var lockTable = new NpgsqlCommand("LOCK TABLE orleansstorage IN ACCESS EXCLUSIVE MODE", locker, hold))
+                await using (var lockTable = new NpgsqlCommand("LOCK TABLE twopc_grain_state IN ACCESS EXCLUSIVE MODE", locker, hold))
                     await lockTable.ExecuteNonQueryAsync();
                 pending = Tpc.RunAsync(["order", "--id", inDoubtOrder, "--account", account, "--address", "1 Main St", "--line", $"{sku}:2:100", .. client]);
                 await WaitForAsync(async () => (await reader.PaymentsAsync(true, account)).Count == 1, TimeSpan.FromSeconds(30));

@@ -90,7 +90,7 @@ public sealed class CliLoadInterruptTests(PostgresFixture postgres, ITestOutputH
         {
             await using var connection = new NpgsqlConnection(connectionString);
             await connection.OpenAsync();
-            await using var command = new NpgsqlCommand("SELECT count(*) FROM orleansstorage", connection);
+            await using var command = new NpgsqlCommand("SELECT count(*) FROM twopc_grain_state", connection);
             return (long)(await command.ExecuteScalarAsync())!;
         }
         catch (PostgresException)

@@ -96,8 +96,8 @@ public sealed class RejectedOrderTests(ParticipantDefenceFixture fixture) : Clus
             await using var connection = new NpgsqlConnection(connectionString);
             await connection.OpenAsync();
             await using var command = new NpgsqlCommand(
-                "SELECT graintypestring, grainidextensionstring FROM orleansstorage " +
-                "WHERE position(@id IN grainidextensionstring) > 0 OR position(@bytes IN coalesce(payloadbinary, ''::bytea)) > 0", connection);
+                "SELECT state_name, grain_key FROM twopc_grain_state " +
+                "WHERE position(@id IN grain_key) > 0 OR position(@bytes IN coalesce(payload, ''::bytea)) > 0", connection);
             command.Parameters.AddWithValue("id", orderId);
             command.Parameters.AddWithValue("bytes", Encoding.UTF8.GetBytes(orderId));
             await using var reader = await command.ExecuteReaderAsync();

@@ -46,7 +46,7 @@ public sealed class DefaultSettingsRecoveryTests(ITestOutputHelper output)
             // that vote while the SKU and the shipment are already prepared. Coordinators are spread over both silos.
             locker = new NpgsqlConnection(cluster.Databases.Payments);
             await locker.OpenAsync();
-            await using (var begin = new NpgsqlCommand("BEGIN; SELECT 1 FROM orleansstorage WHERE graintypestring = @state FOR UPDATE", locker))
+            await using (var begin = new NpgsqlCommand("BEGIN; SELECT 1 FROM twopc_grain_state WHERE state_name = @state FOR UPDATE", locker))
             {
                 begin.Parameters.AddWithValue("state", OrleansTwoPC.Protocol.StateNames.Payment);
                 await begin.ExecuteNonQueryAsync();

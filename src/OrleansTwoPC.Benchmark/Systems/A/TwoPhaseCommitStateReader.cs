@@ -1,5 +1,3 @@
-using System.Text.Json;
-using Npgsql;
 using OrleansTwoPC.Protocol;
 using OrleansTwoPC.Protocol.Participant;
 using OrleansTwoPC.Protocol.Resources;
@@ -30,23 +28,11 @@ public sealed class TwoPhaseCommitStateReader(ServiceDatabases databases)
         return new StoredSnapshot(stock, balances, await ConfirmedShipmentsAsync(orderIdPrefix, cancellationToken));
     }
 
-    /// <summary>Order ids of the run with a confirmed shipment (the shipment grain's key is the order id).</summary>
-    private async Task<IReadOnlySet<string>> ConfirmedShipmentsAsync(string orderIdPrefix, CancellationToken cancellationToken)
-    {
-        await using var connection = new NpgsqlConnection(databases.Shipping);
-        await connection.OpenAsync(cancellationToken);
-        await using var command = new NpgsqlCommand(
-            "SELECT grainidextensionstring, payloadbinary FROM orleansstorage " +
-            "WHERE graintypestring = @state AND payloadbinary IS NOT NULL AND starts_with(grainidextensionstring, @prefix)", connection);
-        command.Parameters.AddWithValue("state", StateNames.Shipment);
-        command.Parameters.AddWithValue("prefix", orderIdPrefix);
-        var shipped = new HashSet<string>(StringComparer.Ordinal);
-        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
-        while (await reader.ReadAsync(cancellationToken))
-        {
-            var record = JsonSerializer.Deserialize<ParticipantRecord<ShipmentRecord, ShipmentDetails>>((byte[])reader.GetValue(1), StateJson.Options);
-            if (record?.Resource.Status == ShipmentStatus.Confirmed) shipped.Add(reader.GetString(0));
-        }
-        return shipped;
-    }
+    /// <summary>Order ids of the run with a confirmed shipment (the shipment grain's key is the order id), from
+    /// whichever grain storage the system writes.</summary>
+    private async Task<IReadOnlySet<string>> ConfirmedShipmentsAsync(string orderIdPrefix, CancellationToken cancellationToken) =>
+        (await _reader.ShipmentsAsync(false, cancellationToken: cancellationToken))
+            .Where(s => s.Key.StartsWith(orderIdPrefix, StringComparison.Ordinal) && s.State.Resource.Status == ShipmentStatus.Confirmed)
+            .Select(s => s.Key)
+            .ToHashSet(StringComparer.Ordinal);
 }

@@ -11,24 +11,44 @@ namespace OrleansTwoPC.Benchmark.Systems.A;
 
 /// <summary>
 /// System A, this project: each order is <see cref="ITransactionCoordinatorGrain.PlaceOrder"/> on a silo set
-/// up by the product's own <c>AddTwoPhaseCommit</c>, over its four service databases.
+/// up by the product's own <c>AddTwoPhaseCommit</c>, over its four service databases. "A" runs the configured
+/// grain storage (the batched default unless <c>--TwoPC:Storage:Provider</c> says otherwise); "A-adonet" the same
+/// product on Orleans' ADO.NET provider, on databases of its own, so the storage's gain shows side by side.
 /// </summary>
-public sealed class TwoPhaseCommitSystem(ServiceDatabases databases, IConfiguration configuration) : IOrderSystem
+public sealed class TwoPhaseCommitSystem : IOrderSystem
 {
+    public const string AdoNetId = "A-adonet";
+
+    private readonly ServiceDatabases databases;
+    private readonly IConfiguration configuration;
+
+    public TwoPhaseCommitSystem(string id, ServiceDatabases databases, IConfiguration configuration)
+    {
+        Id = id;
+        this.databases = databases;
+        this.configuration = id == AdoNetId
+            ? new ConfigurationBuilder().AddConfiguration(configuration)
+                .AddInMemoryCollection(new Dictionary<string, string?> { [TwoPhaseCommitSiloExtensions.StorageProviderKey] = "adonet" }).Build()
+            : configuration;
+    }
+
     /// <summary>Parallel seeding calls; each is one durable grain write.</summary>
     private const int SeedingParallelism = 64;
 
     private IHost? _host;
     private IGrainFactory? _grains;
 
-    public string Id => "A";
-    public string Description => "OrleansTwoPC: TransactionCoordinatorGrain.PlaceOrder, 2PC with presumed abort over inventory, payment and shipment grains (product hosting, 4 databases)";
+    public string Id { get; }
+
+    public string Description =>
+        "OrleansTwoPC: TransactionCoordinatorGrain.PlaceOrder, 2PC with presumed abort over inventory, payment and shipment grains " +
+        $"(product hosting, 4 databases, {TwoPhaseCommitSiloExtensions.StorageProvider(configuration)} grain storage)";
     public IReadOnlyList<string> Databases => databases.All.Select(d => d.Value).ToList();
     public IGrainFactory Grains => _grains ?? throw new InvalidOperationException("system A is not started");
 
     public async Task StartAsync(CancellationToken cancellationToken)
     {
-        _host = BenchmarkSiloHost.Build("bench-a", configuration, IsSystemBGrain, silo => silo.AddTwoPhaseCommit(databases, configuration));
+        _host = BenchmarkSiloHost.Build("bench-" + Id.ToLowerInvariant(), configuration, IsSystemBGrain, silo => silo.AddTwoPhaseCommit(databases, configuration));
         await _host.StartAsync(cancellationToken);
         _grains = _host.Services.GetRequiredService<IGrainFactory>();
     }
