@@ -1,5 +1,6 @@
 using OrleansTwoPC.Grains.Placement;
 using System.Diagnostics;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using OrleansTwoPC.Grains.Errors;
@@ -7,6 +8,8 @@ using OrleansTwoPC.Grains.Faults;
 using OrleansTwoPC.Grains.Telemetry;
 using OrleansTwoPC.Protocol;
 using OrleansTwoPC.Protocol.Coordinator;
+using Orleans.Core;
+using Orleans.Storage;
 
 namespace OrleansTwoPC.Grains.Coordinator;
 
@@ -16,10 +19,23 @@ namespace OrleansTwoPC.Grains.Coordinator;
 /// the decision with a versioned write before anybody hears it, answers the caller, and delivers the
 /// decision in the background until every participant acknowledged.
 /// </summary>
+/// <remarks>
+/// <b>No read on the happy path.</b> An activation does not read its record when it starts: an order placed on
+/// it runs provisionally, as if no record existed, and its decision is written as an insert (no version yet). The
+/// database refuses that insert when a record exists (a resubmitted order whose coordinator had deactivated, or a
+/// duplicate activation that decided first): the activation then reads the durable record and answers from it,
+/// never from its own attempt, and its own attempt's reservations are released by the participants' in-doubt
+/// inquiry, which names the decided attempt. Every other entry point (inquiry, recovery, report, heuristic
+/// abort) and a rejection's rollbacks read the record first.
+/// </remarks>
 [ServiceRolePlacement(ServiceRoles.Coordinator)]
 public sealed class TransactionCoordinatorGrain : Grain, ITransactionCoordinatorGrain
 {
-    private readonly IPersistentState<CoordinatorRecord> _state;
+    private readonly IGrainStorage _storage;
+    private IStorage<CoordinatorRecord> _state = null!;
+
+    // False until this activation has read its record or written one: what it knows is provisional until then.
+    private bool _loaded;
     private readonly ProtocolOptions _options;
     private readonly TimeProvider _time;
     private readonly CrashInjector _crashes;
@@ -47,7 +63,7 @@ public sealed class TransactionCoordinatorGrain : Grain, ITransactionCoordinator
     private readonly ExistingResourceCache _existing;
 
     public TransactionCoordinatorGrain(
-        [PersistentState(StateNames.Coordinator, StorageNames.Coordinator)] IPersistentState<CoordinatorRecord> state,
+        [FromKeyedServices(StorageNames.Coordinator)] IGrainStorage storage,
         IOptions<ProtocolOptions> options,
         TimeProvider time,
         CrashInjector crashes,
@@ -57,7 +73,7 @@ public sealed class TransactionCoordinatorGrain : Grain, ITransactionCoordinator
         ILogger<TransactionCoordinatorGrain> logger)
     {
         _existing = existing;
-        _state = state;
+        _storage = storage;
         _options = options.Value;
         _time = time;
         _crashes = crashes;
@@ -71,13 +87,24 @@ public sealed class TransactionCoordinatorGrain : Grain, ITransactionCoordinator
 
     public override Task OnActivateAsync(CancellationToken cancellationToken)
     {
+        // Not Orleans' [PersistentState], which reads on activation: this one reads only when asked to.
+        _state = new StateStorageBridge<CoordinatorRecord>(StateNames.Coordinator, GrainContext, _storage);
+        _machine = new CoordinatorMachine(TransactionId, _options, null);
+        return Task.CompletedTask;
+    }
+
+    /// <summary>Reads the record unless this activation already knows it; resumes phase two of a durable decision.</summary>
+    private async Task EnsureLoaded(string why)
+    {
+        if (_loaded) return;
+        await _state.ReadStateAsync();
+        _loaded = true;
         _machine = new CoordinatorMachine(TransactionId, _options, _state.RecordExists ? _state.State : null);
         if (_machine.Phase is CoordinatorPhase.Decided or CoordinatorPhase.Completing)
         {
-            _logger.LogInformation("Recovery {TransactionId}: activated with durable decision {Decision}, resuming phase two", TransactionId, _machine.Record.Decision);
+            _logger.LogInformation("Recovery {TransactionId}: record read ({Why}) with durable decision {Decision}, resuming phase two", TransactionId, why, _machine.Record.Decision);
             Execute(_machine.Resume(Now));
         }
-        return Task.CompletedTask;
     }
 
     public override Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
@@ -169,7 +196,21 @@ public sealed class TransactionCoordinatorGrain : Grain, ITransactionCoordinator
             {
                 _state.State = _machine.Record;
                 await _state.WriteStateAsync();
+                _loaded = true;
                 TwoPcTelemetry.DecisionWriteDuration.Record(TwoPcTelemetry.ElapsedSeconds(writeStarted));
+            }
+            catch (InconsistentStateException) when (!_loaded)
+            {
+                // A record exists: this order was decided before (or by a duplicate activation). Its outcome stands.
+                TwoPcTelemetry.DecisionWriteDuration.Record(TwoPcTelemetry.ElapsedSeconds(writeStarted));
+                _plan = null;
+                _logger.LogWarning("Decision {Decision} not written {TransactionId}: a record exists, answering from it; this attempt's reservations go by inquiry", decision, TransactionId);
+                await EnsureLoaded("a record existed when the decision was written");
+                if (_machine.Phase != CoordinatorPhase.Idle) return Resubmitted(plan);
+                // A row without a record (cleared by hand): nothing is decided, so placing the order again decides it.
+                return new OrderOutcome(order.OrderId, TransactionId, OrderStatus.InDoubt,
+                    "the decision could not be written over a cleared coordinator row; nothing was decided, placing the same order again decides it",
+                    Array.Empty<ParticipantVote>(), plan.TotalAmount);
             }
             catch (Exception ex)
             {
@@ -212,6 +253,16 @@ public sealed class TransactionCoordinatorGrain : Grain, ITransactionCoordinator
     private async Task<OrderOutcome> Reject(OrderPlan plan, RejectOrder rejection)
     {
         _plan = null;
+        // A rollback names no attempt: before sending one, make sure no decision of another attempt exists.
+        if (!_loaded)
+        {
+            await EnsureLoaded("rejection of a provisional attempt");
+            if (_machine.Phase != CoordinatorPhase.Idle)
+            {
+                _logger.LogWarning("Rejection {TransactionId} not sent: a record exists, answering from it", TransactionId);
+                return Resubmitted(plan);
+            }
+        }
         _logger.LogWarning("Order rejected {TransactionId}: {Reason}", TransactionId, rejection.Reason);
         TwoPcTelemetry.RecordRejected();
         var rollbacks = Task.WhenAll(rejection.RollBack.Select(async participant =>
@@ -229,11 +280,12 @@ public sealed class TransactionCoordinatorGrain : Grain, ITransactionCoordinator
         return OrderOutcome.Rejected(plan.Order.OrderId, TwoPcException.OneLine(rejection.Reason));
     }
 
-    public Task<TransactionReport> GetReport()
+    public async Task<TransactionReport> GetReport()
     {
+        await EnsureLoaded("report");
         var record = _machine.Record;
         var known = _machine.Phase != CoordinatorPhase.Idle;
-        return Task.FromResult(new TransactionReport(
+        return new TransactionReport(
             TransactionId,
             _machine.Phase.ToString(),
             known ? record.Decision.ToString() : "Unknown (presumed abort)",
@@ -242,11 +294,12 @@ public sealed class TransactionCoordinatorGrain : Grain, ITransactionCoordinator
             record.Participants.Where(p => !p.Acknowledged).Select(p => p.Participant).ToList(),
             known ? record.StartedAt : null,
             record.DecidedAt,
-            record.CompletedAt));
+            record.CompletedAt);
     }
 
     public async Task<InquiryReply> QueryOutcome()
     {
+        await EnsureLoaded("inquiry");
         if (_machine.Phase == CoordinatorPhase.InDoubt) await Reload("inquiry after a failed decision write");
         var inquiry = _machine.OnInquiry(Now);
         if (inquiry.Actions.OfType<PersistDecision>().Any())
@@ -263,6 +316,7 @@ public sealed class TransactionCoordinatorGrain : Grain, ITransactionCoordinator
 
     public async Task<TransactionReport> Recover()
     {
+        await EnsureLoaded("recovery");
         if (_machine.Phase == CoordinatorPhase.InDoubt) await Reload("recovery after a failed decision write");
         var actions = _machine.Resume(Now);
         if (actions.Count > 0)
@@ -275,6 +329,7 @@ public sealed class TransactionCoordinatorGrain : Grain, ITransactionCoordinator
     public async Task<TransactionReport> HeuristicAbort(string reason)
     {
         if (string.IsNullOrWhiteSpace(reason)) throw new ArgumentException("a heuristic abort needs a reason", nameof(reason));
+        await EnsureLoaded("heuristic abort");
         if (_machine.Phase == CoordinatorPhase.InDoubt) await Reload("heuristic abort after a failed decision write");
         var actions = _machine.HeuristicAbort(reason, Now);
         if (actions.OfType<PersistDecision>().Any())
@@ -297,6 +352,7 @@ public sealed class TransactionCoordinatorGrain : Grain, ITransactionCoordinator
         {
             _state.State = _machine.Record;
             await _state.WriteStateAsync();
+            _loaded = true;
             _machine.OnDecisionPersisted();
             TwoPcTelemetry.RecordAborted(_machine.Record.AbortReason);
             return true;
@@ -489,6 +545,7 @@ public sealed class TransactionCoordinatorGrain : Grain, ITransactionCoordinator
     private async Task Reload(string why)
     {
         await _state.ReadStateAsync();
+        _loaded = true;
         _machine = new CoordinatorMachine(TransactionId, _options, _state.RecordExists ? _state.State : null);
         _logger.LogInformation("Recovery {TransactionId}: reloaded ({Why}), phase {Phase}", TransactionId, why, _machine.Phase);
         Execute(_machine.Resume(Now));

@@ -1,7 +1,9 @@
 using OrleansTwoPC.Grains.Placement;
 using Microsoft.Extensions.Logging;
 using Orleans.Concurrency;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
+using Orleans.Storage;
 using OrleansTwoPC.Grains.Faults;
 using OrleansTwoPC.Protocol;
 using OrleansTwoPC.Protocol.Participant;
@@ -13,14 +15,15 @@ namespace OrleansTwoPC.Grains.Participants;
 public abstract class CounterParticipantGrain : ParticipantGrain<EscrowCounter, long>
 {
     protected CounterParticipantGrain(
-        IPersistentState<ParticipantRecord<EscrowCounter, long>> state,
+        IGrainStorage storage,
+        string stateName,
         IOptions<ProtocolOptions> options,
         FaultInjector faults,
         StepFaultInjector stepFaults,
         CrashInjector crashes,
         TimeProvider time,
         ILogger logger)
-        : base(state, options, faults, stepFaults, crashes, time, logger)
+        : base(storage, stateName, options, faults, stepFaults, crashes, time, logger)
     {
     }
 
@@ -52,14 +55,14 @@ public abstract class CounterParticipantGrain : ParticipantGrain<EscrowCounter, 
 [ServiceRolePlacement(ServiceRoles.Inventory)]
 [Reentrant]
 public sealed class InventoryGrain(
-    [PersistentState(StateNames.Inventory, StorageNames.Inventory)] IPersistentState<ParticipantRecord<EscrowCounter, long>> state,
+    [FromKeyedServices(StorageNames.Inventory)] IGrainStorage storage,
     IOptions<ProtocolOptions> options,
     FaultInjector faults,
     StepFaultInjector stepFaults,
     CrashInjector crashes,
     TimeProvider time,
     ILogger<InventoryGrain> logger)
-    : CounterParticipantGrain(state, options, faults, stepFaults, crashes, time, logger), IInventoryGrain
+    : CounterParticipantGrain(storage, StateNames.Inventory, options, faults, stepFaults, crashes, time, logger), IInventoryGrain
 {
     private static readonly EscrowRules StockRules = new("insufficient stock");
 
@@ -75,14 +78,14 @@ public sealed class InventoryGrain(
 [ServiceRolePlacement(ServiceRoles.Payment)]
 [Reentrant]
 public sealed class PaymentAccountGrain(
-    [PersistentState(StateNames.Payment, StorageNames.Payments)] IPersistentState<ParticipantRecord<EscrowCounter, long>> state,
+    [FromKeyedServices(StorageNames.Payments)] IGrainStorage storage,
     IOptions<ProtocolOptions> options,
     FaultInjector faults,
     StepFaultInjector stepFaults,
     CrashInjector crashes,
     TimeProvider time,
     ILogger<PaymentAccountGrain> logger)
-    : CounterParticipantGrain(state, options, faults, stepFaults, crashes, time, logger), IPaymentAccountGrain
+    : CounterParticipantGrain(storage, StateNames.Payment, options, faults, stepFaults, crashes, time, logger), IPaymentAccountGrain
 {
     private static readonly EscrowRules FundsRules = new("insufficient funds");
 

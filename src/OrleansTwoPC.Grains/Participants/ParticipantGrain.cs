@@ -1,6 +1,8 @@
 using System.Diagnostics;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
+using Orleans.Core;
+using Orleans.Storage;
 using OrleansTwoPC.Grains.Faults;
 using OrleansTwoPC.Grains.Telemetry;
 using OrleansTwoPC.Protocol;
@@ -31,12 +33,21 @@ namespace OrleansTwoPC.Grains.Participants;
 /// never shows, and no later write ever stores, a change that was not made durable.</para>
 /// <para><b>Arguments.</b> Every entry point checks its arguments (<see cref="ParticipantArguments"/>, the
 /// prepare deadline bound, the resource rules) before it touches any state.</para>
+/// <para><b>Provisional start.</b> A participant that serves one transaction (a shipment per order) is nearly always
+/// new, so it does not read its record when it starts: its first prepare runs on an empty record and is written as
+/// an insert. The database refuses that insert when a record exists; the grain then reads it and takes the
+/// prepare again on what is durable, before any vote is sent. Every other request reads the record first.</para>
 /// <para><b>Stalls.</b> An injected hang or a reached crash point stalls the whole participant (as the
 /// non-reentrant grain was stalled before), so a slow or frozen service looks the same to its callers.</para>
 /// </remarks>
 public abstract class ParticipantGrain<TResource, TWork> : Grain where TResource : new()
 {
-    private readonly IPersistentState<ParticipantRecord<TResource, TWork>> _state;
+    private readonly IGrainStorage _storage;
+    private readonly string _stateName;
+    private IStorage<ParticipantRecord<TResource, TWork>> _state = null!;
+
+    // True while the record was neither read nor written by this activation (see "Provisional start").
+    private bool _provisional;
     private readonly FaultInjector _faults;
     private readonly StepFaultInjector _stepFaults;
     private readonly CrashInjector _crashes;
@@ -56,7 +67,8 @@ public abstract class ParticipantGrain<TResource, TWork> : Grain where TResource
     private Task _stall = Task.CompletedTask;
 
     protected ParticipantGrain(
-        IPersistentState<ParticipantRecord<TResource, TWork>> state,
+        IGrainStorage storage,
+        string stateName,
         IOptions<ProtocolOptions> options,
         FaultInjector faults,
         StepFaultInjector stepFaults,
@@ -64,7 +76,8 @@ public abstract class ParticipantGrain<TResource, TWork> : Grain where TResource
         TimeProvider time,
         ILogger logger)
     {
-        _state = state;
+        _storage = storage;
+        _stateName = stateName;
         Options = options.Value;
         _faults = faults;
         _stepFaults = stepFaults;
@@ -89,10 +102,13 @@ public abstract class ParticipantGrain<TResource, TWork> : Grain where TResource
     /// <summary>Prepares refused because they came after their deadline (since activation; not durable).</summary>
     protected int LatePreparesRefused { get; private set; }
 
-    public override Task OnActivateAsync(CancellationToken cancellationToken)
+    public override async Task OnActivateAsync(CancellationToken cancellationToken)
     {
-        _machine = new ParticipantMachine<TResource, TWork>(Rules, _state.State, Options.DecisionRetention);
-        return Task.CompletedTask;
+        // Not Orleans' [PersistentState], which always reads on activation.
+        _state = new StateStorageBridge<ParticipantRecord<TResource, TWork>>(_stateName, GrainContext, _storage);
+        _provisional = ServesOneTransaction;
+        if (!_provisional) await _state.ReadStateAsync();
+        _machine = new ParticipantMachine<TResource, TWork>(Rules, _provisional ? null : _state.State, Options.DecisionRetention);
     }
 
     protected async Task<VoteReply> PrepareCore(string transactionId, TWork work, DateTimeOffset deadline)
@@ -130,27 +146,46 @@ public abstract class ParticipantGrain<TResource, TWork> : Grain where TResource
             }
         }
 
-        (PrepareResult Result, Task Durable) step;
-        try
+        PrepareResult result;
+        while (true)
         {
-            await Freeze(_crashes.Check(CrashPoint.ParticipantBeforeVote, transactionId, ParticipantName));
-            step = await Step(StepKind.Prepare, () => _machine.Prepare(transactionId, coordinator: transactionId, work, deadline, Now),
-                r => r.MustPersist ? Durability.OwnChange : r.Vote == Vote.Yes ? Durability.PriorChanges : Durability.None,
-                ignoreStall: hangOver is not null);
-        }
-        finally
-        {
-            // Released once the prepare's step is applied, so a rollback queued behind the hang comes after it.
-            hangOver?.TrySetResult();
-        }
+            (PrepareResult Result, Task Durable) step;
+            var provisional = false;
+            try
+            {
+                await Freeze(_crashes.Check(CrashPoint.ParticipantBeforeVote, transactionId, ParticipantName));
+                step = await Step(StepKind.Prepare, () =>
+                    {
+                        provisional = _provisional;
+                        return _machine.Prepare(transactionId, coordinator: transactionId, work, deadline, Now);
+                    },
+                    r => r.MustPersist ? Durability.OwnChange : r.Vote == Vote.Yes ? Durability.PriorChanges : Durability.None,
+                    ignoreStall: hangOver is not null);
+            }
+            finally
+            {
+                // Released once the prepare's step is applied, so a rollback queued behind the hang comes after it.
+                hangOver?.TrySetResult();
+                hangOver = null;
+            }
 
-        var result = step.Result;
-        if (result.Case == PrepareCase.DeadlinePassed)
-        {
-            LatePreparesRefused++;
-            Logger.LogWarning("Late prepare refused {TransactionId} at {Participant}: {Reason}", transactionId, ParticipantName, result.Reason);
+            result = step.Result;
+            if (result.Case == PrepareCase.DeadlinePassed)
+            {
+                LatePreparesRefused++;
+                Logger.LogWarning("Late prepare refused {TransactionId} at {Participant}: {Reason}", transactionId, ParticipantName, result.Reason);
+            }
+            try
+            {
+                await WhenWritten(step.Durable, transactionId, "prepared");
+                break;
+            }
+            catch (InconsistentStateException) when (provisional)
+            {
+                // Taken on an empty record, but one exists: nothing was written or answered; take it again on the record.
+                Logger.LogInformation("Prepare {TransactionId} at {Participant} taken again: a record exists", transactionId, ParticipantName);
+            }
         }
-        await WhenWritten(step.Durable, transactionId, "prepared");
         if (result.Vote == Vote.Yes && !_mustReload)
         {
             // Written: but a rollback may have released it meanwhile; then say no (the coordinator has aborted).
@@ -344,6 +379,7 @@ public abstract class ParticipantGrain<TResource, TWork> : Grain where TResource
         {
             if (!ignoreStall && !_stall.IsCompleted) await _stall;
             else if (_mustReload) await Reload();
+            else if (_provisional && kind != StepKind.Prepare) await LeaveProvisional();
             else break;
         }
         T result;
@@ -380,6 +416,28 @@ public abstract class ParticipantGrain<TResource, TWork> : Grain where TResource
         {
             _unwritten = null;
             batch.SetException(new InvalidOperationException($"{ParticipantName}: a change this answer relied on was discarded (a {kind} step failed: {failure.Message}); nothing was made durable"));
+        }
+    }
+
+    /// <summary>
+    /// Before anything but a prepare runs on a record that was never read: a write in flight or pending settles
+    /// the question (written: the insert proved no record existed; failed: the grain reloads); with none, read.
+    /// </summary>
+    private async Task LeaveProvisional()
+    {
+        var pending = WhenPriorChangesDurable();
+        if (pending.IsCompleted)
+        {
+            _mustReload = true;
+            return;
+        }
+        try
+        {
+            await pending;
+        }
+        catch
+        {
+            // The failed write set _mustReload; its own waiters hear of the failure.
         }
     }
 
@@ -423,6 +481,8 @@ public abstract class ParticipantGrain<TResource, TWork> : Grain where TResource
                 _writing = null;
                 if (failure is null)
                 {
+                    // The first write of a provisional record was an insert: no other record exists.
+                    _provisional = false;
                     batch.SetResult();
                     continue;
                 }
@@ -474,7 +534,10 @@ public abstract class ParticipantGrain<TResource, TWork> : Grain where TResource
             await _state.ReadStateAsync();
             _machine = new ParticipantMachine<TResource, TWork>(Rules, _state.State, Options.DecisionRetention);
             _mustReload = false;
-            Logger.LogInformation("{Participant} reloaded its record after a failed write", ParticipantName);
+            var wasProvisional = _provisional;
+            _provisional = false;
+            if (wasProvisional) Logger.LogDebug("{Participant} read its record", ParticipantName);
+            else Logger.LogInformation("{Participant} reloaded its record after a failed write", ParticipantName);
         }
         finally
         {

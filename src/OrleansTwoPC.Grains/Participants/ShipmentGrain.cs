@@ -1,7 +1,9 @@
 using OrleansTwoPC.Grains.Placement;
 using Microsoft.Extensions.Logging;
 using Orleans.Concurrency;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
+using Orleans.Storage;
 using OrleansTwoPC.Grains.Faults;
 using OrleansTwoPC.Protocol;
 using OrleansTwoPC.Protocol.Participant;
@@ -13,14 +15,14 @@ namespace OrleansTwoPC.Grains.Participants;
 [ServiceRolePlacement(ServiceRoles.Shipping)]
 [Reentrant]
 public sealed class ShipmentGrain(
-    [PersistentState(StateNames.Shipment, StorageNames.Shipping)] IPersistentState<ParticipantRecord<ShipmentRecord, ShipmentDetails>> state,
+    [FromKeyedServices(StorageNames.Shipping)] IGrainStorage storage,
     IOptions<ProtocolOptions> options,
     FaultInjector faults,
     StepFaultInjector stepFaults,
     CrashInjector crashes,
     TimeProvider time,
     ILogger<ShipmentGrain> logger)
-    : ParticipantGrain<ShipmentRecord, ShipmentDetails>(state, options, faults, stepFaults, crashes, time, logger), IShipmentGrain
+    : ParticipantGrain<ShipmentRecord, ShipmentDetails>(storage, StateNames.Shipment, options, faults, stepFaults, crashes, time, logger), IShipmentGrain
 {
     private static readonly ShipmentRules ShipmentRules = new();
 
