@@ -154,7 +154,7 @@ set -e
 echo "$out"
 [ "$status" != 0 ] || fail "the payment login connected to the inventory database"
 grep -q 'permission denied for database "twopc_inventory"' <<<"$out" || fail "the payment login should be refused by the inventory database (permission denied)"
-out=$(compose exec -T postgres psql "host=localhost dbname=twopc_payments user=twopc_payment password=$TWOPC_PAYMENT_DB_PASSWORD" -c "select count(*) from orleansstorage" 2>&1) \
+out=$(compose exec -T postgres psql "host=localhost dbname=twopc_payments user=twopc_payment password=$TWOPC_PAYMENT_DB_PASSWORD" -c "select count(*) from twopc_grain_state" 2>&1) \
   || fail "the payment login could not read its own database: $out"
 say "payment login: refused by twopc_inventory, reads twopc_payments"
 phase "least privilege"
