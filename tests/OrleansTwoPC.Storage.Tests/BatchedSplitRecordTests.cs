@@ -351,7 +351,9 @@ public sealed class BatchedSplitRecordTests(PostgresFixture fixture, ITestOutput
         record.Prepared[tx] = new PreparedTransaction<ShipmentDetails>
         {
             Work = new ShipmentDetails { OrderId = order, Address = NewKeys(1)[0], Items = NewKeys(3).Select((sku, i) => new ShipmentItem { Sku = sku, Quantity = i + 1 }).ToList() },
-            Coordinator = tx, PreparedAt = now, Deadline = now + PrepareWindow,
+            Coordinator = tx,
+            PreparedAt = now,
+            Deadline = now + PrepareWindow,
         };
         Assert.Equal(1, await store.WriteAsync(StateNames.Shipment, order, record, 0, new object(), _ => throw new InvalidOperationException("split")));
 
