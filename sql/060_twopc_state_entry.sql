@@ -10,7 +10,8 @@
 --  * No foreign key to the head (it would lock the head row again per entry); heads are never
 --    deleted (clear keeps the row and deletes its entries).
 --  * COLLATE "C" like sql/050: byte order, the order the writer inserts and deletes in.
---  * Rows are inserted and deleted, never grown: no fillfactor reserve.
+--  * Rows are inserted and deleted (an entry whose content changes is updated, which is rare): no
+--    fillfactor reserve.
 --
 -- Idempotent: safe to run on every start.
 
