@@ -12,7 +12,7 @@ public sealed record ServiceLogin(string Service, string User, string Password);
 /// need, created by an operator step with an owner's (admin) connection, not by the silos.
 /// <list type="bullet">
 /// <item>Every service's own database: CONNECT, SELECT on <c>orleansquery</c>, SELECT/INSERT/UPDATE/DELETE on
-/// <c>orleansstorage</c> and <c>twopc_grain_state</c> (its grains' state, of either provider). No other login may connect to it.</item>
+/// <c>orleansstorage</c>, <c>twopc_grain_state</c> and <c>twopc_state_entry</c> (its grains' state, of either provider). No other login may connect to it.</item>
 /// <item>The coordinator database also holds the cluster's membership and reminder tables, which every silo
 /// uses: each service login may CONNECT there and read and write <c>orleansmembershiptable</c>,
 /// <c>orleansmembershipversiontable</c> and <c>orleansreminderstable</c>, never <c>orleansstorage</c>
@@ -97,7 +97,7 @@ public static partial class ServiceLogins
             result.Add((own, $"GRANT SELECT ON orleansquery TO {user}"));
         }
 
-        result.Add((own, $"GRANT SELECT, INSERT, UPDATE, DELETE ON orleansstorage, twopc_grain_state TO {user}"));
+        result.Add((own, $"GRANT SELECT, INSERT, UPDATE, DELETE ON orleansstorage, twopc_grain_state, twopc_state_entry TO {user}"));
         return result;
     }
 

@@ -58,7 +58,8 @@ public sealed class BatchedStorageCollection : ICollectionFixture<BatchedStorage
 /// <summary>
 /// The transaction manager on the batched grain storage: orders over generated ids commit, every id has its own row
 /// in twopc_grain_state (and Orleans' table stays empty), the checker reads it, recovery releases a reservation it
-/// finds there, and a stale ETag is Orleans' InconsistentStateException.
+/// finds there (stored as an entry row of the record), a hot SKU's head row stays small while its tombstones are rows
+/// of their own, and a stale ETag is Orleans' InconsistentStateException.
 /// </summary>
 [Collection(BatchedStorageCollection.Name)]
 public sealed class BatchedStorageClusterTests(BatchedStorageClusterFixture fixture, ITestOutputHelper output) : ClusterTestBase(fixture)
@@ -74,6 +75,37 @@ public sealed class BatchedStorageClusterTests(BatchedStorageClusterFixture fixt
         }
         Assert.Equal((long)ids.Count, await ScalarAsync(Fixture.Databases.Inventory,
             "SELECT count(*) FROM twopc_grain_state WHERE state_name = @s AND grain_key = ANY(@k)", ("s", StateNames.Inventory), ("k", ids.ToArray())));
+    }
+
+    [Fact]
+    public async Task A_hot_skus_head_row_stays_under_1_KB_while_its_tombstones_are_rows_of_their_own()
+    {
+        const int Orders = 60;
+        var sku = await NewSku(Orders * 2);
+        var account = await NewAccount(1_000_000);
+        var orders = Enumerable.Range(0, Orders).Select(_ => Order(account, (sku, 1, 10))).ToList();
+        var largestHead = 0;
+        // In waves of concurrent orders, so the SKU's writes also carry several steps at once (group commit).
+        foreach (var wave in orders.Chunk(12))
+        {
+            Assert.All(await Task.WhenAll(wave.Select(Place)), o => Assert.Equal(OrderStatus.Committed, o.Status));
+            largestHead = Math.Max(largestHead, await HeadBytes(Fixture.Databases.Inventory, StateNames.Inventory, sku));
+        }
+        foreach (var order in orders) await WaitCompleted(order.OrderId);
+        largestHead = Math.Max(largestHead, await HeadBytes(Fixture.Databases.Inventory, StateNames.Inventory, sku));
+
+        var stored = Assert.Single(await new StoredStateReader(Fixture.Databases).InventoryAsync(false, sku)).State;
+        var tombstones = (long)(await ScalarAsync(Fixture.Databases.Inventory,
+            "SELECT count(*) FROM twopc_state_entry WHERE state_name = @s AND grain_key = @k AND entry_key LIKE 'd:%'", ("s", StateNames.Inventory), ("k", sku)))!;
+        var whole = System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(stored, StateJson.Options).Length;
+        var accountHead = await HeadBytes(Fixture.Databases.Payments, StateNames.Payment, account);
+        output.WriteLine($"SKU after {Orders} orders: head at most {largestHead} B, {tombstones} tombstone rows (the whole record would be {whole} B); account head {accountHead} B");
+        Assert.InRange(largestHead, 1, 1023);
+        Assert.InRange(accountHead, 1, 1023);
+        Assert.Equal(stored.Decided.Count, tombstones);
+        Assert.True(whole > 1024, $"the whole record is only {whole} B: the test did not make the SKU hot");
+        Assert.Empty(stored.Prepared);
+        Assert.Equal(Orders, stored.Resource.Committed);
     }
 
     [Fact]
@@ -180,6 +212,9 @@ public sealed class BatchedStorageClusterTests(BatchedStorageClusterFixture fixt
 
     private IGrainStorage Provider(string storage) =>
         Fixture.Cluster.Silos.OfType<InProcessSiloHandle>().First().SiloHost.Services.GetRequiredKeyedService<IGrainStorage>(storage);
+
+    private static async Task<int> HeadBytes(string connectionString, string state, string key) =>
+        (int)(await ScalarAsync(connectionString, "SELECT octet_length(payload) FROM twopc_grain_state WHERE state_name = @s AND grain_key = @k", ("s", state), ("k", key)))!;
 
     private static async Task<object?> ScalarAsync(string connectionString, string sql, params (string Name, object Value)[] args)
     {

@@ -19,7 +19,7 @@ namespace OrleansTwoPC.Storage.Tests;
 [Collection(PostgresCollection.Name)]
 public sealed class BatchedStateWriterTests(PostgresFixture fixture, ITestOutputHelper output)
 {
-    private static readonly TimeSpan Patience = TimeSpan.FromSeconds(30);
+    internal static readonly TimeSpan Patience = TimeSpan.FromSeconds(30);
 
     [Fact]
     public async Task One_stale_row_in_a_batch_of_32_fails_alone_and_the_other_31_commit_in_one_transaction()
@@ -341,10 +341,10 @@ public sealed class BatchedStateWriterTests(PostgresFixture fixture, ITestOutput
 
     private async Task<string> NewDatabaseAsync() => await fixture.CreateDatabaseAsync("batched_" + Guid.NewGuid().ToString("N")[..12]);
 
-    private static string NewStateName() => "state-" + Guid.NewGuid().ToString("N")[..8];
+    internal static string NewStateName() => "state-" + Guid.NewGuid().ToString("N")[..8];
 
     /// <summary>Distinct generated keys of mixed shapes (GUIDs, digits, hex, text).</summary>
-    private static string[] NewKeys(int count) =>
+    internal static string[] NewKeys(int count) =>
         Enumerable.Range(0, count).Select(i => (i % 4) switch
         {
             0 => Guid.NewGuid().ToString("N"),
@@ -355,13 +355,13 @@ public sealed class BatchedStateWriterTests(PostgresFixture fixture, ITestOutput
 
     private static byte[] Payload(string key, int generation) => Encoding.UTF8.GetBytes($"{{\"key\":{JsonSerializer.Serialize(key)},\"generation\":{generation}}}");
 
-    private static bool IsStorableText(string key) =>
+    internal static bool IsStorableText(string key) =>
         !key.Contains('\0') && !key.AsSpan().ContainsAnyInRange('\ud800', '\udfff') && key.Length > 0;
 
     private static string Describe(IReadOnlyDictionary<int, long> sizes) => string.Join(", ", sizes.Select(s => $"{s.Key}: {s.Value}"));
 
     /// <summary>A connection holding FOR UPDATE locks on the given rows until it is disposed (rolled back).</summary>
-    private static async Task<NpgsqlConnection> LockRowsAsync(string db, string state, params string[] keys)
+    internal static async Task<NpgsqlConnection> LockRowsAsync(string db, string state, params string[] keys)
     {
         var connection = new NpgsqlConnection(new NpgsqlConnectionStringBuilder(db) { Pooling = false }.ConnectionString);
         await connection.OpenAsync();
@@ -373,7 +373,7 @@ public sealed class BatchedStateWriterTests(PostgresFixture fixture, ITestOutput
     }
 
     /// <summary>Waits until the writer's backend waits on a lock; returns its pid.</summary>
-    private static async Task<int> WaitForWriterLockWaitAsync(string db)
+    internal static async Task<int> WaitForWriterLockWaitAsync(string db)
     {
         var deadline = DateTime.UtcNow + Patience;
         while (DateTime.UtcNow < deadline)
@@ -389,7 +389,7 @@ public sealed class BatchedStateWriterTests(PostgresFixture fixture, ITestOutput
     private static async Task<long> CommittedTransactionsAsync(string db) =>
         (long)(await ScalarAsync(db, "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"))!;
 
-    private static async Task ExecuteAsync(string db, string sql)
+    internal static async Task ExecuteAsync(string db, string sql)
     {
         await using var connection = new NpgsqlConnection(db);
         await connection.OpenAsync();
@@ -397,7 +397,7 @@ public sealed class BatchedStateWriterTests(PostgresFixture fixture, ITestOutput
         await command.ExecuteNonQueryAsync();
     }
 
-    private static async Task<object?> ScalarAsync(string db, string sql, params (string Name, object Value)[] args)
+    internal static async Task<object?> ScalarAsync(string db, string sql, params (string Name, object Value)[] args)
     {
         await using var connection = new NpgsqlConnection(db);
         await connection.OpenAsync();

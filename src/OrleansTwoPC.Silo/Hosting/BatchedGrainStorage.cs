@@ -10,16 +10,22 @@ namespace OrleansTwoPC.Silo.Hosting;
 /// all grains of one service database share batched, prepared statements. The row is the grain's state name and
 /// its full string key as given (no numeric parsing, so no <see cref="DistinctKeyGrainStorage"/> needed); the ETag
 /// is the row's version; a version mismatch is Orleans' <see cref="InconsistentStateException"/>, and a write whose
-/// batch failed surfaces as <see cref="StateWriteOutcomeUnknownException"/> (the grain reloads).
+/// batch failed surfaces as <see cref="StateWriteOutcomeUnknownException"/> (the grain reloads). Participant records
+/// are stored split (<see cref="BatchedStateStore"/>, <see cref="ParticipantRecordLayout{TResource,TWork}"/>): a
+/// small head row plus a row per prepared transaction and tombstone, and a write sends only what changed; they are
+/// written with the compact JSON of <c>StateJson</c> whatever <paramref name="serializer"/> is, which reads them back.
 /// </summary>
 public sealed class BatchedGrainStorage(string name, BatchedStateWriter writer, IGrainStorageSerializer serializer, IActivatorProvider activators)
     : IGrainStorage, ILifecycleParticipant<ISiloLifecycle>
 {
     public const string ProviderName = "batched";
 
+    private readonly BatchedStateStore store = new(writer);
+
     public async Task ReadStateAsync<T>(string stateName, GrainId grainId, IGrainState<T> grainState)
     {
-        var stored = await writer.ReadAsync(stateName, KeyOf(grainId));
+        // The state object is the store's key for what its entry rows hold.
+        var stored = await store.ReadAsync<T>(stateName, KeyOf(grainId), grainState);
         grainState.ETag = stored is null ? null : Tag(stored.Version);
         grainState.RecordExists = stored?.Payload is not null;
         grainState.State = stored?.Payload is { } payload ? serializer.Deserialize<T>(new BinaryData(payload)) : activators.GetActivator<T>().Create();
@@ -27,10 +33,10 @@ public sealed class BatchedGrainStorage(string name, BatchedStateWriter writer, 
 
     public async Task WriteStateAsync<T>(string stateName, GrainId grainId, IGrainState<T> grainState)
     {
-        var payload = serializer.Serialize(grainState.State).ToArray();
         try
         {
-            var version = await writer.WriteAsync(stateName, KeyOf(grainId), payload, Expected(grainState.ETag, stateName, grainId));
+            var version = await store.WriteAsync(stateName, KeyOf(grainId), grainState.State, Expected(grainState.ETag, stateName, grainId), grainState,
+                state => serializer.Serialize(state).ToArray());
             grainState.ETag = Tag(version);
             grainState.RecordExists = true;
         }
@@ -44,7 +50,7 @@ public sealed class BatchedGrainStorage(string name, BatchedStateWriter writer, 
     {
         try
         {
-            var version = await writer.ClearAsync(stateName, KeyOf(grainId), Expected(grainState.ETag, stateName, grainId));
+            var version = await store.ClearAsync<T>(stateName, KeyOf(grainId), Expected(grainState.ETag, stateName, grainId), grainState);
             grainState.ETag = version == 0 ? null : Tag(version);
             grainState.RecordExists = false;
             grainState.State = activators.GetActivator<T>().Create();

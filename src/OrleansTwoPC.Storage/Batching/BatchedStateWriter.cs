@@ -4,8 +4,19 @@ using NpgsqlTypes;
 
 namespace OrleansTwoPC.Storage.Batching;
 
-/// <summary>One grain's stored state: its version (the compare-and-swap token) and payload (null once cleared).</summary>
-public sealed record StoredGrainState(int Version, byte[]? Payload);
+/// <summary>
+/// One grain's stored state: its version (the compare-and-swap token), payload (null once cleared) and the entry rows
+/// that belong to that version (table <c>twopc_state_entry</c>, sql/060; empty for states stored in one row).
+/// </summary>
+public sealed record StoredGrainState(int Version, byte[]? Payload)
+{
+    public IReadOnlyDictionary<string, byte[]> Entries { get; init; } = NoEntries;
+
+    internal static readonly IReadOnlyDictionary<string, byte[]> NoEntries = new Dictionary<string, byte[]>();
+}
+
+/// <summary>A change to one entry row of a grain: upsert <paramref name="Payload"/>, or delete the row when it is null.</summary>
+public sealed record StateEntryChange(string Key, byte[]? Payload);
 
 /// <summary>
 /// Writes the state of many grains of one database (table <c>twopc_grain_state</c>, sql/050) in shared batches:
@@ -24,6 +35,10 @@ public sealed record StoredGrainState(int Version, byte[]? Payload);
 /// inserted in that order, so batches of different silos on the same rows queue instead of deadlocking.</item>
 /// <item>No artificial delay: a write alone is sent at once; writes arriving while a batch is in flight form
 /// the next one (at most <see cref="MaxBatchSize"/> rows), sent as soon as the previous one is done.</item>
+/// <item>A write may carry changes to the grain's entry rows (<c>twopc_state_entry</c>, sql/060): they are made in the
+/// same statement, only for grains whose head row passed its version check, so a conflict writes none of that grain's
+/// entries and a failed batch none at all. Entry rows are only ever touched under their head row's lock, so they add
+/// no lock order of their own.</item>
 /// <item>Two writes of the same grain never share a batch (one statement cannot change a row twice); the later
 /// one waits for the next batch. Orleans never has two writes of one activation in flight anyway.</item>
 /// </list>
@@ -38,11 +53,13 @@ public sealed class BatchedStateWriter : IAsyncDisposable
     // Rows to lock are found through the statement's snapshot, then locked in key order; FOR UPDATE returns each
     // row's newest committed version, and the UPDATE checks the version of that newest version. MATERIALIZED keeps
     // the lock step a separate, ordered scan.
+    // Entry changes name their head by its position in the input (1-based) and are joined to the heads the statement
+    // wrote: a head that failed its version check brings none of its entries along.
     private const string WriteSql = """
         WITH input AS MATERIALIZED (
-            SELECT i.state_name COLLATE "C" AS state_name, i.grain_key COLLATE "C" AS grain_key, i.expected, i.payload
-              FROM unnest(@states::text[], @keys::text[], @expected::integer[], @payloads::bytea[])
-                   AS i(state_name, grain_key, expected, payload)
+            SELECT i.n, i.state_name COLLATE "C" AS state_name, i.grain_key COLLATE "C" AS grain_key, i.expected, i.payload
+              FROM unnest(@states::text[], @keys::text[], @expected::integer[], @payloads::bytea[]) WITH ORDINALITY
+                   AS i(state_name, grain_key, expected, payload, n)
         ),
         locked AS MATERIALIZED (
             SELECT s.state_name, s.grain_key
@@ -69,19 +86,59 @@ public sealed class BatchedStateWriter : IAsyncDisposable
              ORDER BY i.state_name, i.grain_key
             ON CONFLICT (state_name, grain_key) DO NOTHING
             RETURNING s.state_name, s.grain_key, s.version
+        ),
+        written AS (
+            SELECT state_name, grain_key, version FROM updated
+            UNION ALL
+            SELECT state_name, grain_key, version FROM inserted
+        ),
+        changes AS MATERIALIZED (
+            SELECT w.state_name, w.grain_key, c.entry_key COLLATE "C" AS entry_key, c.payload
+              FROM unnest(@entryHeads::integer[], @entryKeys::text[], @entryPayloads::bytea[]) AS c(head, entry_key, payload)
+              JOIN input AS i ON i.n = c.head
+              JOIN written AS w ON w.state_name = i.state_name AND w.grain_key = i.grain_key
+        ),
+        upserted AS (
+            INSERT INTO twopc_state_entry AS e (state_name, grain_key, entry_key, payload)
+            SELECT c.state_name, c.grain_key, c.entry_key, c.payload
+              FROM changes AS c
+             WHERE c.payload IS NOT NULL
+             ORDER BY c.state_name, c.grain_key, c.entry_key
+            ON CONFLICT (state_name, grain_key, entry_key) DO UPDATE SET payload = excluded.payload
+        ),
+        deleted AS (
+            DELETE FROM twopc_state_entry AS e
+             USING changes AS c
+             WHERE c.payload IS NULL
+               AND e.state_name = c.state_name AND e.grain_key = c.grain_key AND e.entry_key = c.entry_key
         )
-        SELECT state_name, grain_key, version FROM updated
-        UNION ALL
-        SELECT state_name, grain_key, version FROM inserted
+        SELECT state_name, grain_key, version FROM written
         """;
 
-    private const string ReadSql = "SELECT version, payload FROM twopc_grain_state WHERE state_name = @state AND grain_key = @key";
+    // The head and its entries in one statement, so from one snapshot.
+    private const string ReadSql = """
+        SELECT s.version, s.payload, e.keys, e.payloads
+          FROM twopc_grain_state AS s
+          LEFT JOIN LATERAL (
+                SELECT array_agg(x.entry_key ORDER BY x.entry_key) AS keys, array_agg(x.payload ORDER BY x.entry_key) AS payloads
+                  FROM twopc_state_entry AS x
+                 WHERE x.state_name = s.state_name AND x.grain_key = s.grain_key) AS e ON true
+         WHERE s.state_name = @state AND s.grain_key = @key
+        """;
 
-    // Clear keeps the row (NULL payload, next version) so that a stale activation's first write still collides.
+    // Clear keeps the row (NULL payload, next version) so that a stale activation's first write still collides, and
+    // drops its entries (head first, as every writer does).
     private const string ClearSql = """
-        UPDATE twopc_grain_state SET payload = NULL, version = version + 1, modified_on = now()
-         WHERE state_name = @state AND grain_key = @key AND version = @expected
-        RETURNING version
+        WITH cleared AS (
+            UPDATE twopc_grain_state SET payload = NULL, version = version + 1, modified_on = now()
+             WHERE state_name = @state AND grain_key = @key AND version = @expected
+            RETURNING state_name, grain_key, version
+        ),
+        dropped AS (
+            DELETE FROM twopc_state_entry AS e USING cleared AS c
+             WHERE e.state_name = c.state_name AND e.grain_key = c.grain_key
+        )
+        SELECT version FROM cleared
         """;
 
     private const string ExistsSql = "SELECT EXISTS (SELECT 1 FROM twopc_grain_state WHERE state_name = @state AND grain_key = @key)";
@@ -96,6 +153,8 @@ public sealed class BatchedStateWriter : IAsyncDisposable
     private bool disposed;
     private long committedBatches;
     private long committedWrites;
+    private long sentStateBytes;
+    private long sentEntryChanges;
 
     public BatchedStateWriter(string connectionString, int maxBatchSize = DefaultMaxBatchSize)
     {
@@ -118,6 +177,15 @@ public sealed class BatchedStateWriter : IAsyncDisposable
     /// <summary>Rows written by committed batches (version conflicts not counted).</summary>
     public long CommittedWrites => Interlocked.Read(ref committedWrites);
 
+    /// <summary>
+    /// Bytes of state sent in batches, committed or not: head payloads, entry keys (UTF-8) and entry payloads. What a
+    /// write costs on the wire and in the WAL, besides the keys of its head.
+    /// </summary>
+    public long SentStateBytes => Interlocked.Read(ref sentStateBytes);
+
+    /// <summary>Entry rows sent to be upserted or deleted, in batches committed or not.</summary>
+    public long SentEntryChanges => Interlocked.Read(ref sentEntryChanges);
+
     /// <summary>How many committed batches had each size (index = rows sent in the batch, 1..MaxBatchSize).</summary>
     public IReadOnlyDictionary<int, long> BatchSizes()
     {
@@ -136,13 +204,29 @@ public sealed class BatchedStateWriter : IAsyncDisposable
     /// committed, with the new version; fails with <see cref="StateVersionConflictException"/> (nothing written) or
     /// <see cref="StateWriteOutcomeUnknownException"/> (reload).
     /// </summary>
-    public Task<int> WriteAsync(string stateName, string key, byte[] payload, int expectedVersion)
+    public Task<int> WriteAsync(string stateName, string key, byte[] payload, int expectedVersion) =>
+        WriteAsync(stateName, key, payload, expectedVersion, []);
+
+    /// <summary>
+    /// As above, and applies <paramref name="entryChanges"/> to the grain's entry rows in the same transaction, only if
+    /// the version check passes. At most one change per entry key.
+    /// </summary>
+    public Task<int> WriteAsync(string stateName, string key, byte[] payload, int expectedVersion, IReadOnlyList<StateEntryChange> entryChanges)
     {
         RequireText(stateName, nameof(stateName));
         RequireText(key, nameof(key));
         ArgumentNullException.ThrowIfNull(payload);
         ArgumentOutOfRangeException.ThrowIfNegative(expectedVersion);
-        var write = new PendingWrite(stateName, key, payload, expectedVersion);
+        ArgumentNullException.ThrowIfNull(entryChanges);
+        // Checked before queueing: one bad entry would otherwise fail every write of its batch.
+        var entryKeys = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var change in entryChanges)
+        {
+            ArgumentNullException.ThrowIfNull(change, nameof(entryChanges));
+            RequireText(change.Key, nameof(entryChanges));
+            if (!entryKeys.Add(change.Key)) throw new ArgumentException($"entry '{change.Key}' is changed twice", nameof(entryChanges));
+        }
+        var write = new PendingWrite(stateName, key, payload, expectedVersion, entryChanges);
         lock (gate)
         {
             ObjectDisposedException.ThrowIf(disposed, this);
@@ -152,7 +236,7 @@ public sealed class BatchedStateWriter : IAsyncDisposable
         return write.Completion.Task;
     }
 
-    /// <summary>The stored state, or null when no row exists.</summary>
+    /// <summary>The stored state with its entry rows, or null when no row exists.</summary>
     public async Task<StoredGrainState?> ReadAsync(string stateName, string key, CancellationToken cancellationToken = default)
     {
         RequireText(stateName, nameof(stateName));
@@ -162,7 +246,13 @@ public sealed class BatchedStateWriter : IAsyncDisposable
         await command.PrepareAsync(cancellationToken).ConfigureAwait(false);
         await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
         if (!await reader.ReadAsync(cancellationToken).ConfigureAwait(false)) return null;
-        return new StoredGrainState(reader.GetInt32(0), reader.IsDBNull(1) ? null : reader.GetFieldValue<byte[]>(1));
+        var state = new StoredGrainState(reader.GetInt32(0), reader.IsDBNull(1) ? null : reader.GetFieldValue<byte[]>(1));
+        if (reader.IsDBNull(2)) return state;
+        var keys = reader.GetFieldValue<string[]>(2);
+        var payloads = reader.GetFieldValue<byte[][]>(3);
+        var entries = new Dictionary<string, byte[]>(keys.Length, StringComparer.Ordinal);
+        for (var i = 0; i < keys.Length; i++) entries.Add(keys[i], payloads[i]);
+        return state with { Entries = entries };
     }
 
     /// <summary>
@@ -283,6 +373,26 @@ public sealed class BatchedStateWriter : IAsyncDisposable
         command.Parameters.Add(new NpgsqlParameter<string[]>("keys", NpgsqlDbType.Array | NpgsqlDbType.Text) { TypedValue = batch.Select(w => w.Key).ToArray() });
         command.Parameters.Add(new NpgsqlParameter<int[]>("expected", NpgsqlDbType.Array | NpgsqlDbType.Integer) { TypedValue = batch.Select(w => w.ExpectedVersion).ToArray() });
         command.Parameters.Add(new NpgsqlParameter<byte[][]>("payloads", NpgsqlDbType.Array | NpgsqlDbType.Bytea) { TypedValue = batch.Select(w => w.Payload).ToArray() });
+        var entryHeads = new List<int>();
+        var entryKeys = new List<string>();
+        var entryPayloads = new List<byte[]?>();
+        long bytes = 0;
+        for (var i = 0; i < batch.Count; i++)
+        {
+            bytes += batch[i].Payload.Length;
+            foreach (var change in batch[i].EntryChanges)
+            {
+                entryHeads.Add(i + 1);
+                entryKeys.Add(change.Key);
+                entryPayloads.Add(change.Payload);
+                bytes += Encoding.UTF8.GetByteCount(change.Key) + (change.Payload?.Length ?? 0);
+            }
+        }
+        command.Parameters.Add(new NpgsqlParameter<int[]>("entryHeads", NpgsqlDbType.Array | NpgsqlDbType.Integer) { TypedValue = entryHeads.ToArray() });
+        command.Parameters.Add(new NpgsqlParameter<string[]>("entryKeys", NpgsqlDbType.Array | NpgsqlDbType.Text) { TypedValue = entryKeys.ToArray() });
+        command.Parameters.Add(new NpgsqlParameter<byte[]?[]>("entryPayloads", NpgsqlDbType.Array | NpgsqlDbType.Bytea) { TypedValue = entryPayloads.ToArray() });
+        Interlocked.Add(ref sentStateBytes, bytes);
+        Interlocked.Add(ref sentEntryChanges, entryKeys.Count);
         // Prepared once per physical connection; Npgsql keeps it across pool returns.
         await command.PrepareAsync().ConfigureAwait(false);
 
@@ -326,7 +436,7 @@ public sealed class BatchedStateWriter : IAsyncDisposable
         }
     }
 
-    private sealed class PendingWrite(string stateName, string key, byte[] payload, int expectedVersion)
+    private sealed class PendingWrite(string stateName, string key, byte[] payload, int expectedVersion, IReadOnlyList<StateEntryChange> entryChanges)
     {
         public string StateName { get; } = stateName;
 
@@ -335,6 +445,9 @@ public sealed class BatchedStateWriter : IAsyncDisposable
         public byte[] Payload { get; } = payload;
 
         public int ExpectedVersion { get; } = expectedVersion;
+
+        // A copy: the caller's list may change once the write is queued.
+        public StateEntryChange[] EntryChanges { get; } = [.. entryChanges];
 
         // Waiters' continuations (grain code) must not run on the flush loop.
         public TaskCompletionSource<int> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);

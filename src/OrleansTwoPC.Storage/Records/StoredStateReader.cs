@@ -4,6 +4,7 @@ using OrleansTwoPC.Protocol;
 using OrleansTwoPC.Protocol.Coordinator;
 using OrleansTwoPC.Protocol.Participant;
 using OrleansTwoPC.Protocol.Resources;
+using OrleansTwoPC.Storage.Batching;
 
 namespace OrleansTwoPC.Storage.Records;
 
@@ -16,9 +17,11 @@ public sealed record StoredState<T>(string Key, T State, int Version, DateTimeOf
 /// </summary>
 public sealed class StoredStateReader(ServiceDatabases databases)
 {
-    // Byte patterns of the JSON the silo writes; the partial indexes in sql/040 use the same ones.
-    private const string HasPreparedFilter = "position('\"Prepared\":{\"'::bytea IN payloadbinary) > 0";
-    private const string NotCompletedFilter = "position('\"CompletedAt\":null'::bytea IN payloadbinary) > 0";
+    // Byte patterns of the JSON the silo writes (on the given payload column); the partial indexes in sql/040 use the
+    // same ones. A participant record of the batched provider holds its prepared transactions in entry rows (sql/060);
+    // the pattern still finds one stored in one row before records were split.
+    private static readonly Filter HasPreparedFilter = new(column => $"position('\"Prepared\":{{\"'::bytea IN {column}) > 0", StateLayouts.PreparedPrefix);
+    private static readonly Filter NotCompletedFilter = new(column => $"position('\"CompletedAt\":null'::bytea IN {column}) > 0", null);
 
     public ServiceDatabases Databases => databases;
 
@@ -51,6 +54,7 @@ public sealed class StoredStateReader(ServiceDatabases databases)
     public async Task<IReadOnlyList<(ParticipantId Participant, string Key)>> ParticipantsMentioningAsync(string transactionId, ParticipantKind only, CancellationToken cancellationToken = default)
     {
         var mention = "\"" + transactionId + "\":";
+        string[] entryKeys = [StateLayouts.PreparedPrefix + transactionId, StateLayouts.DecidedPrefix + transactionId];
         var result = new List<(ParticipantId, string)>();
         foreach (var (kind, connectionString, state) in new[]
                  {
@@ -59,7 +63,7 @@ public sealed class StoredStateReader(ServiceDatabases databases)
                      (ParticipantKind.Shipment, databases.Shipping, StateNames.Shipment),
                  }.Where(x => x.Item1 == only))
         {
-            var rows = await ReadAsync<System.Text.Json.JsonElement>(connectionString, state, null, null, cancellationToken, mention);
+            var rows = await ReadAsync<System.Text.Json.JsonElement>(connectionString, state, null, null, cancellationToken, (mention, entryKeys));
             result.AddRange(rows.Select(r => (new ParticipantId(kind, r.Key), r.Key)));
         }
         return result;
@@ -95,7 +99,7 @@ public sealed class StoredStateReader(ServiceDatabases databases)
     /// database restart every idle pooled connection is dead, and only using one finds out. Reads are
     /// idempotent, so the retry is safe.
     /// </summary>
-    private static async Task<IReadOnlyList<StoredState<T>>> ReadAsync<T>(string connectionString, string stateName, string? filter, string? key, CancellationToken cancellationToken, string? mentions = null)
+    private static async Task<IReadOnlyList<StoredState<T>>> ReadAsync<T>(string connectionString, string stateName, Filter? filter, string? key, CancellationToken cancellationToken, (string Pattern, string[] EntryKeys)? mentions = null)
     {
         // An empty connection string: this process was given no credentials for that service's database.
         if (connectionString.Length == 0)
@@ -111,22 +115,28 @@ public sealed class StoredStateReader(ServiceDatabases databases)
         }
     }
 
-    private static async Task<IReadOnlyList<StoredState<T>>> ReadOnceAsync<T>(string connectionString, string stateName, string? filter, string? key, CancellationToken cancellationToken, string? mentions)
+    private static async Task<IReadOnlyList<StoredState<T>>> ReadOnceAsync<T>(string connectionString, string stateName, Filter? filter, string? key, CancellationToken cancellationToken, (string Pattern, string[] EntryKeys)? mentions)
     {
         // Both grain storages are read: Orleans' ADO.NET table (the default provider) and twopc_grain_state (the
-        // batched provider, sql/050); a deployment writes one of them. Rows with an empty extension string were
-        // keyed by a number under the old key mapping (see StoredGrainKey): their key is lost and possibly shared,
-        // so they belong to no id and are left out. The batched table holds keys exactly as given.
-        var sql = "SELECT grain_key, escaped, payloadbinary, version, modifiedon FROM (" +
-                  "SELECT grainidextensionstring AS grain_key, true AS escaped, payloadbinary, version, modifiedon FROM orleansstorage " +
-                  "WHERE graintypestring = @state AND grainidextensionstring <> ''" +
+        // batched provider, sql/050) with its entry rows (sql/060), joined back into whole records; a deployment
+        // writes one of them. Rows with an empty extension string were keyed by a number under the old key mapping
+        // (see StoredGrainKey): their key is lost and possibly shared, so they belong to no id and are left out. The
+        // batched table holds keys exactly as given. One statement, so a head and its entries come from one snapshot.
+        const string EntriesOf = "FROM twopc_state_entry AS x WHERE x.state_name = s.state_name AND x.grain_key = s.grain_key";
+        var sql = "SELECT grainidextensionstring, true, payloadbinary, version, modifiedon, NULL::text[], NULL::bytea[] FROM orleansstorage " +
+                  "WHERE graintypestring = @state AND grainidextensionstring <> '' AND payloadbinary IS NOT NULL" +
                   (key is null ? "" : " AND grainidextensionstring = @storedKey") +
+                  (filter is null ? "" : " AND " + filter.OnPayload("payloadbinary")) +
+                  (mentions is null ? "" : " AND position(@mentions IN payloadbinary) > 0") +
                   " UNION ALL " +
-                  "SELECT grain_key, false, payload, version, modified_on FROM twopc_grain_state WHERE state_name = @state" +
-                  (key is null ? "" : " AND grain_key = @key") +
-                  ") AS r WHERE payloadbinary IS NOT NULL" +
-                  (filter is null ? "" : " AND " + filter) +
-                  (mentions is null ? "" : " AND position(@mentions IN payloadbinary) > 0");
+                  "SELECT s.grain_key, false, s.payload, s.version, s.modified_on, e.keys, e.payloads FROM twopc_grain_state AS s " +
+                  "LEFT JOIN LATERAL (SELECT array_agg(x.entry_key ORDER BY x.entry_key) AS keys, array_agg(x.payload ORDER BY x.entry_key) AS payloads " +
+                  EntriesOf + ") AS e ON true " +
+                  "WHERE s.state_name = @state AND s.payload IS NOT NULL" +
+                  (key is null ? "" : " AND s.grain_key = @key") +
+                  (filter is null ? "" : " AND (" + filter.OnPayload("s.payload") +
+                                         (filter.EntryPrefix is null ? "" : " OR EXISTS (SELECT 1 " + EntriesOf + " AND starts_with(x.entry_key, @entryPrefix))") + ")") +
+                  (mentions is null ? "" : " AND (position(@mentions IN s.payload) > 0 OR EXISTS (SELECT 1 " + EntriesOf + " AND x.entry_key = ANY(@entryKeys)))");
         await using var connection = new NpgsqlConnection(connectionString);
         await connection.OpenAsync(cancellationToken);
         await using var command = new NpgsqlCommand(sql, connection);
@@ -136,17 +146,31 @@ public sealed class StoredStateReader(ServiceDatabases databases)
             command.Parameters.AddWithValue("storedKey", StoredGrainKey.Encode(key));
             command.Parameters.AddWithValue("key", key);
         }
-        if (mentions is not null) command.Parameters.AddWithValue("mentions", System.Text.Encoding.UTF8.GetBytes(mentions));
+        if (filter?.EntryPrefix is { } prefix) command.Parameters.AddWithValue("entryPrefix", prefix);
+        if (mentions is { } mention)
+        {
+            command.Parameters.AddWithValue("mentions", System.Text.Encoding.UTF8.GetBytes(mention.Pattern));
+            command.Parameters.AddWithValue("entryKeys", mention.EntryKeys);
+        }
         var result = new List<StoredState<T>>();
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
         while (await reader.ReadAsync(cancellationToken))
         {
             var grainKey = reader.GetBoolean(1) ? StoredGrainKey.Decode(reader.GetString(0)) : reader.GetString(0);
             var payload = (byte[])reader.GetValue(2);
+            if (!reader.IsDBNull(5))
+            {
+                var keys = reader.GetFieldValue<string[]>(5);
+                var payloads = reader.GetFieldValue<byte[][]>(6);
+                payload = StateLayouts.Join(payload, keys.Zip(payloads).ToDictionary(e => e.First, e => e.Second, StringComparer.Ordinal));
+            }
             var state = JsonSerializer.Deserialize<T>(payload, StateJson.Options)
                         ?? throw new InvalidDataException($"{stateName} {grainKey}: empty state payload");
             result.Add(new StoredState<T>(grainKey, state, reader.GetInt32(3), reader.GetFieldValue<DateTimeOffset>(4)));
         }
         return result;
     }
+
+    /// <summary>A condition on a payload column, or for split records on the keys of their entry rows.</summary>
+    private sealed record Filter(Func<string, string> OnPayload, string? EntryPrefix);
 }

@@ -1,0 +1,126 @@
+using System.Text.Json;
+using System.Text.Json.Serialization.Metadata;
+using OrleansTwoPC.Protocol.Participant;
+using OrleansTwoPC.Storage.Records;
+
+namespace OrleansTwoPC.Storage.Batching;
+
+/// <summary>
+/// A participant record as a head (the record without <c>Prepared</c> and <c>Decided</c>: the resource and anything
+/// added later that is not per transaction) plus one entry row per prepared transaction (<c>p:&lt;txid&gt;</c>) and per
+/// tombstone (<c>d:&lt;txid&gt;</c>), all in the compact JSON of <see cref="StateJson"/>. The head stays the same size
+/// whatever the load; a write changes the entries its steps touched.
+/// </summary>
+/// <remarks>
+/// Every write hands over a fresh copy of the whole record, so the changes are found by comparing it with what the
+/// rows hold: prepared transactions (few) by their serialized bytes, tombstones (thousands on a hot participant) by
+/// value, without serializing them.
+/// </remarks>
+public sealed class ParticipantRecordLayout<TResource, TWork> : IStateLayout<ParticipantRecord<TResource, TWork>>
+    where TResource : new()
+{
+    private static readonly JsonSerializerOptions HeadOptions = new(StateJson.Options)
+    {
+        TypeInfoResolver = new DefaultJsonTypeInfoResolver { Modifiers = { LeaveOutEntryMaps } },
+    };
+
+    static ParticipantRecordLayout()
+    {
+        // SameDecision compares tombstones field by field: a field it does not know would never be written again.
+        var known = new[] { nameof(DecidedTransaction.Outcome), nameof(DecidedTransaction.DecidedAt), nameof(DecidedTransaction.Deadline), nameof(DecidedTransaction.KeepUntil) };
+        var actual = typeof(DecidedTransaction).GetProperties().Select(p => p.Name).Order(StringComparer.Ordinal);
+        if (!actual.SequenceEqual(known.Order(StringComparer.Ordinal), StringComparer.Ordinal))
+            throw new InvalidOperationException($"{nameof(DecidedTransaction)} has properties {string.Join(", ", actual)}; {nameof(SameDecision)} compares {string.Join(", ", known)}");
+    }
+
+    public IStoredEntries Remember(IReadOnlyDictionary<string, byte[]> rows)
+    {
+        ArgumentNullException.ThrowIfNull(rows);
+        var stored = new Stored();
+        foreach (var (key, payload) in rows)
+        {
+            if (key.StartsWith(StateLayouts.PreparedPrefix, StringComparison.Ordinal))
+                stored.Prepared.Add(key[StateLayouts.PreparedPrefix.Length..], payload);
+            else if (key.StartsWith(StateLayouts.DecidedPrefix, StringComparison.Ordinal))
+                stored.Decided.Add(key[StateLayouts.DecidedPrefix.Length..], JsonSerializer.Deserialize<DecidedTransaction>(payload, StateJson.Options)
+                    ?? throw new InvalidDataException($"entry row '{key}' holds no tombstone"));
+            else
+                throw new InvalidDataException($"entry row '{key}' belongs to no map of a participant record");
+        }
+        return stored;
+    }
+
+    public StateSplit Split(ParticipantRecord<TResource, TWork> state, IStoredEntries stored)
+    {
+        ArgumentNullException.ThrowIfNull(state);
+        if (stored is not Stored rows) throw new ArgumentException("entries remembered by another layout", nameof(stored));
+        var head = JsonSerializer.SerializeToUtf8Bytes(state, HeadOptions);
+        var prepared = state.Prepared ?? [];
+        var decided = state.Decided ?? [];
+        var changes = new List<StateEntryChange>();
+        List<(string Id, byte[]? Payload)>? preparedChanges = null;
+        List<(string Id, DecidedTransaction? Value)>? decidedChanges = null;
+
+        foreach (var (id, transaction) in prepared)
+        {
+            var payload = JsonSerializer.SerializeToUtf8Bytes(transaction, StateJson.Options);
+            if (rows.Prepared.TryGetValue(id, out var old) && old.AsSpan().SequenceEqual(payload)) continue;
+            changes.Add(new StateEntryChange(StateLayouts.PreparedPrefix + id, payload));
+            (preparedChanges ??= []).Add((id, payload));
+        }
+        foreach (var id in rows.Prepared.Keys)
+        {
+            if (prepared.ContainsKey(id)) continue;
+            changes.Add(new StateEntryChange(StateLayouts.PreparedPrefix + id, null));
+            (preparedChanges ??= []).Add((id, null));
+        }
+        foreach (var (id, tombstone) in decided)
+        {
+            if (rows.Decided.TryGetValue(id, out var old) && SameDecision(old, tombstone)) continue;
+            var copy = Copy(tombstone);
+            changes.Add(new StateEntryChange(StateLayouts.DecidedPrefix + id, JsonSerializer.SerializeToUtf8Bytes(copy, StateJson.Options)));
+            (decidedChanges ??= []).Add((id, copy));
+        }
+        foreach (var id in rows.Decided.Keys)
+        {
+            if (decided.ContainsKey(id)) continue;
+            changes.Add(new StateEntryChange(StateLayouts.DecidedPrefix + id, null));
+            (decidedChanges ??= []).Add((id, null));
+        }
+
+        return new StateSplit(head, changes, () =>
+        {
+            foreach (var (id, payload) in preparedChanges ?? [])
+                if (payload is null) rows.Prepared.Remove(id);
+                else rows.Prepared[id] = payload;
+            foreach (var (id, value) in decidedChanges ?? [])
+                if (value is null) rows.Decided.Remove(id);
+                else rows.Decided[id] = value;
+        });
+    }
+
+    private static bool SameDecision(DecidedTransaction a, DecidedTransaction b) =>
+        a.Outcome == b.Outcome && a.DecidedAt.EqualsExact(b.DecidedAt) && a.KeepUntil.EqualsExact(b.KeepUntil) &&
+        (a.Deadline is { } x ? b.Deadline is { } y && x.EqualsExact(y) : b.Deadline is null);
+
+    // Remembered values must not change with the record the grain goes on using.
+    private static DecidedTransaction Copy(DecidedTransaction d) =>
+        new() { Outcome = d.Outcome, DecidedAt = d.DecidedAt, Deadline = d.Deadline, KeepUntil = d.KeepUntil };
+
+    private static void LeaveOutEntryMaps(JsonTypeInfo info)
+    {
+        if (info.Type != typeof(ParticipantRecord<TResource, TWork>)) return;
+        for (var i = info.Properties.Count - 1; i >= 0; i--)
+            if (info.Properties[i].Name is nameof(ParticipantRecord<TResource, TWork>.Prepared) or nameof(ParticipantRecord<TResource, TWork>.Decided))
+                info.Properties.RemoveAt(i);
+    }
+
+    private sealed class Stored : IStoredEntries
+    {
+        public Dictionary<string, byte[]> Prepared { get; } = new(StringComparer.Ordinal);
+
+        public Dictionary<string, DecidedTransaction> Decided { get; } = new(StringComparer.Ordinal);
+
+        public int Count => Prepared.Count + Decided.Count;
+    }
+}
