@@ -42,7 +42,7 @@ public sealed class PostgresFixture : IAsyncLifetime
             await using var connection = new NpgsqlConnection(connectionString);
             await connection.OpenAsync();
             await using var command = new NpgsqlCommand(
-                "DELETE FROM orleansstorage; DELETE FROM twopc_grain_state", connection);
+                "DELETE FROM orleansstorage; DELETE FROM twopc_grain_state; DELETE FROM twopc_state_entry", connection);
             await command.ExecuteNonQueryAsync();
         }
 
