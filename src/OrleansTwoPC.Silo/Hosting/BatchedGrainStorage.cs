@@ -42,7 +42,8 @@ public sealed class BatchedGrainStorage(string name, BatchedStateWriter writer, 
         }
         catch (StateVersionConflictException ex)
         {
-            throw new InconsistentStateException(ex.Message, null, grainState.ETag, ex);
+            // No inner exception: callers across the wire (tpc, applications) do not have the storage assembly.
+            throw new InconsistentStateException(ex.Message, null, grainState.ETag);
         }
     }
 
@@ -57,7 +58,8 @@ public sealed class BatchedGrainStorage(string name, BatchedStateWriter writer, 
         }
         catch (StateVersionConflictException ex)
         {
-            throw new InconsistentStateException(ex.Message, null, grainState.ETag, ex);
+            // No inner exception: callers across the wire (tpc, applications) do not have the storage assembly.
+            throw new InconsistentStateException(ex.Message, null, grainState.ETag);
         }
     }
 
