@@ -139,8 +139,8 @@ public sealed class ParticipantMachine<TResource, TWork> where TResource : new()
             ?? new PrepareResult(PrepareCase.OtherAttempt, Vote.No, "reservation dropped here while its prepare was being written");
     }
 
-    /// <summary>A deep copy of the record, sharing nothing mutable with it: what a write hands to storage
-    /// while the machine goes on changing the live record.</summary>
+    /// <summary>A copy of the record sharing nothing mutable with it (tombstones are immutable and shared): what a
+    /// write hands to storage while the machine goes on changing the live record.</summary>
     public ParticipantRecord<TResource, TWork> CopyRecord() => new()
     {
         Resource = _rules.CopyResource(Record.Resource),
@@ -151,13 +151,8 @@ public sealed class ParticipantMachine<TResource, TWork> where TResource : new()
             PreparedAt = p.Value.PreparedAt,
             Deadline = p.Value.Deadline,
         }),
-        Decided = Record.Decided.ToDictionary(d => d.Key, d => new DecidedTransaction
-        {
-            Outcome = d.Value.Outcome,
-            DecidedAt = d.Value.DecidedAt,
-            Deadline = d.Value.Deadline,
-            KeepUntil = d.Value.KeepUntil,
-        }),
+        // Tombstones are immutable: shared, not copied.
+        Decided = new Dictionary<string, DecidedTransaction>(Record.Decided),
     };
 
     /// <param name="deadline">The deadline of the attempt that was decided; null accepts whichever is prepared.</param>

@@ -26,16 +26,17 @@ public sealed class PreparedTransaction<TWork>
     public DateTimeOffset Deadline { get; set; }
 }
 
+/// <summary>A tombstone. Immutable once made, so copies of a record share them (a hot participant holds thousands).</summary>
 public sealed class DecidedTransaction
 {
-    public Decision Outcome { get; set; }
-    public DateTimeOffset DecidedAt { get; set; }
+    public Decision Outcome { get; init; }
+    public DateTimeOffset DecidedAt { get; init; }
 
     /// <summary>Deadline of the attempt that was decided (null for a rollback of a never-prepared transaction).</summary>
-    public DateTimeOffset? Deadline { get; set; }
+    public DateTimeOffset? Deadline { get; init; }
 
     /// <summary>The tombstone is kept until then: past it, any prepare of this transaction is late anyway.</summary>
-    public DateTimeOffset KeepUntil { get; set; }
+    public DateTimeOffset KeepUntil { get; init; }
 }
 
 /// <summary>A participant's view of one transaction.</summary>
