@@ -57,10 +57,11 @@ public sealed class CliCoordinatorKillTests(PostgresFixture postgres, ITestOutpu
             string[] order = ["order", "--id", orderId, "--account", account, "--address", "1 Main St", "--line", $"{skus[0]}:1:100", .. cluster];
             // The library order starts once the tpc order (a process that takes a while to start) waits too.
             var tpcOrder = Tpc.RunAsync(order);
-            await WaitForBlockedWrites(databases.Inventory, 1, TimeSpan.FromSeconds(30));
+            await WaitForPreparedShipment(databases, orderId, TimeSpan.FromSeconds(30));
             var libraryOrderRequest = new OrderRequest($"lib-{unique}", [new OrderLine(skus[1], 1, 100)], account, "1 Main St");
             var libraryOrder = Timed(() => client.Grains.PlaceOrderAsync(libraryOrderRequest));
-            await WaitForBlockedWrites(databases.Inventory, 2, TimeSpan.FromSeconds(3));
+            await WaitForPreparedShipment(databases, libraryOrderRequest.OrderId, TimeSpan.FromSeconds(5));
+            await WaitForBlockedWrites(databases.Inventory, 1, TimeSpan.FromSeconds(3));
 
             coordinator.Kill();
             var sinceKill = Stopwatch.StartNew();
@@ -116,6 +117,22 @@ public sealed class CliCoordinatorKillTests(PostgresFixture postgres, ITestOutpu
     {
         var result = await Tpc.RunAsync(arguments);
         Assert.True(result.ExitCode == exitCode, $"tpc {arguments[0]}: {result}");
+    }
+
+    /// <summary>
+    /// Waits until the order's shipment is durably prepared: its coordinator has sent the prepares, and the shipping
+    /// database is not held, so the order now waits for its inventory vote. (The inventory writes of both orders
+    /// share the batched writer's one statement in flight, so blocked statements cannot tell the orders apart.)
+    /// </summary>
+    private static async Task WaitForPreparedShipment(ServiceDatabases databases, string orderId, TimeSpan timeout)
+    {
+        var reader = new OrleansTwoPC.Storage.Records.StoredStateReader(databases);
+        var deadline = DateTime.UtcNow + timeout;
+        while ((await reader.ShipmentsAsync(withPreparedOnly: true, orderId)).Count == 0)
+        {
+            if (DateTime.UtcNow > deadline) throw new TimeoutException($"the shipment of {orderId} was not prepared within {timeout.TotalSeconds:0} s");
+            await Task.Delay(100);
+        }
     }
 
     /// <summary>Waits until <paramref name="count"/> statements in the database wait for a lock.</summary>
