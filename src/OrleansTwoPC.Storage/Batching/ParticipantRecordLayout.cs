@@ -76,10 +76,10 @@ public sealed class ParticipantRecordLayout<TResource, TWork> : IStateLayout<Par
         }
         foreach (var (id, tombstone) in decided)
         {
-            if (rows.Decided.TryGetValue(id, out var old) && SameDecision(old, tombstone)) continue;
-            var copy = Copy(tombstone);
-            changes.Add(new StateEntryChange(StateLayouts.DecidedPrefix + id, JsonSerializer.SerializeToUtf8Bytes(copy, StateJson.Options)));
-            (decidedChanges ??= []).Add((id, copy));
+            // Tombstones are immutable: the one remembered is usually the very instance the record still holds.
+            if (rows.Decided.TryGetValue(id, out var old) && (ReferenceEquals(old, tombstone) || SameDecision(old, tombstone))) continue;
+            changes.Add(new StateEntryChange(StateLayouts.DecidedPrefix + id, JsonSerializer.SerializeToUtf8Bytes(tombstone, StateJson.Options)));
+            (decidedChanges ??= []).Add((id, tombstone));
         }
         foreach (var id in rows.Decided.Keys)
         {
@@ -102,10 +102,6 @@ public sealed class ParticipantRecordLayout<TResource, TWork> : IStateLayout<Par
     private static bool SameDecision(DecidedTransaction a, DecidedTransaction b) =>
         a.Outcome == b.Outcome && a.DecidedAt.EqualsExact(b.DecidedAt) && a.KeepUntil.EqualsExact(b.KeepUntil) &&
         (a.Deadline is { } x ? b.Deadline is { } y && x.EqualsExact(y) : b.Deadline is null);
-
-    // Remembered values must not change with the record the grain goes on using.
-    private static DecidedTransaction Copy(DecidedTransaction d) =>
-        new() { Outcome = d.Outcome, DecidedAt = d.DecidedAt, Deadline = d.Deadline, KeepUntil = d.KeepUntil };
 
     private static void LeaveOutEntryMaps(JsonTypeInfo info)
     {
