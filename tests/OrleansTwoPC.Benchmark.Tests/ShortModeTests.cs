@@ -39,6 +39,9 @@ public sealed class ShortModeTests
                 // CPU is read per process: this process and the embedded PostgreSQL both did work.
                 Assert.True(cell[0].ProcessCpu > 0 && cell[0].PostgresCpu > 0, $"{system} on {workload}: CPU per process {cell[0].ProcessCpu} + {cell[0].PostgresCpu}");
             }
+            // The silos' activations are counted after every run; C has no silo.
+            Assert.All(runs.Where(r => r.System != "C"), r => Assert.True(int.TryParse(r.ActivationsAfter, out var n) && n > 0, $"{r.System}: activations after '{r.ActivationsAfter}'"));
+            Assert.All(runs.Where(r => r.System == "C"), r => Assert.Equal("–", r.ActivationsAfter));
             // Abort-heavy refuses 30 % of its orders: the refusals must be counted as aborts in every system.
             Assert.All(runs.Where(r => r.Workload == "abort-heavy"), r => Assert.True(r.Aborted > 0, $"{r.System} counted no abort on abort-heavy"));
             Assert.All(runs.Where(r => r.Workload != "abort-heavy"), r => Assert.Equal(0, r.Aborted));
@@ -78,7 +81,7 @@ public sealed class ShortModeTests
         Assert.StartsWith("error: ", lines[0]);
     }
 
-    private sealed record RunRow(string Workload, string System, int Committed, int Aborted, int ShipmentsChecked, int Transactions, double ProcessCpu, double PostgresCpu);
+    private sealed record RunRow(string Workload, string System, int Committed, int Aborted, int ShipmentsChecked, int Transactions, double ProcessCpu, double PostgresCpu, string ActivationsAfter);
 
     /// <summary>The "Every run" table: | run | workload | callers | round | system | seconds | committed | aborted | failed | ... | shipments checked |</summary>
     private static List<RunRow> EveryRunRows(string report)
@@ -89,7 +92,7 @@ public sealed class ShortModeTests
             .Where(line => line.StartsWith('|') && char.IsAsciiDigit(line.TrimStart('|', ' ').FirstOrDefault()))
             .Select(line => line.Trim('|').Split('|').Select(cell => cell.Trim()).ToArray())
             .Select(cells => new RunRow(cells[1], cells[4], Int(cells[6]), Int(cells[7]), Int(cells[^1]), Int(cells[14]),
-                Double(cells[15].Split('+')[0]), Double(cells[15].Split('+')[1])))
+                Double(cells[15].Split('+')[0]), Double(cells[15].Split('+')[1]), cells[^2]))
             .ToList();
     }
 

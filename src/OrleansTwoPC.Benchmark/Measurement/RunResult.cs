@@ -32,7 +32,8 @@ public sealed record RunResult(
     (double One, double Five, double Fifteen)? LoadAtEnd,
     ConservationResult Conservation,
     int WarmUpOrders,
-    TimeSpan Overhead)
+    TimeSpan Overhead,
+    int? ActivationsAfter)
 {
     /// <summary>Orders committed within the measured window, per second of it. Orders still in flight when the
     /// window closes finish afterwards (and count everywhere else), but not here: the wind-down with fewer

@@ -225,8 +225,8 @@ public static class MarkdownReport
     {
         text.AppendLine("<details><summary>Every run</summary>");
         text.AppendLine();
-        text.AppendLine("| run | workload | callers | round | system | seconds (with wind-down) | committed | aborted | failed | committed orders/s | p50 ms | p99 ms | WAL flushes | rows | PostgreSQL transactions | CPU s (this process + PostgreSQL) | CPU s (machine) | other cores | load average start → end | shipments checked |");
-        text.AppendLine("|---:|---|---:|---:|:---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        text.AppendLine("| run | workload | callers | round | system | seconds (with wind-down) | committed | aborted | failed | committed orders/s | p50 ms | p99 ms | WAL flushes | rows | PostgreSQL transactions | CPU s (this process + PostgreSQL) | CPU s (machine) | other cores | load average start → end | activations after | shipments checked |");
+        text.AppendLine("|---:|---|---:|---:|:---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         foreach (var r in runs)
         {
             text.AppendLine(string.Create(CultureInfo.InvariantCulture,
@@ -234,7 +234,7 @@ public static class MarkdownReport
                 $"{r.CommittedPerSecond:0.0} | {r.Latency.P50Ms:0.0} | {r.Latency.P99Ms:0.0} | {r.Activity.WalSyncs} | {r.Activity.RowsWritten} | {r.Activity.TransactionsCommitted} | " +
                 $"{r.Cpu.ProcessSeconds:0.00} + {(r.Cpu.PostgresSeconds is { } pg ? pg.ToString("0.00", CultureInfo.InvariantCulture) : "n/a")} | {r.Cpu.MachineSeconds:0.00} | " +
                 $"{(r.Cpu.OtherCores is { } other ? other.ToString("0.00", CultureInfo.InvariantCulture) : "n/a")}{(r.Cpu.Noisy ? " (noisy)" : "")} | " +
-                $"{r.LoadAtStart?.One:0.00} → {r.LoadAtEnd?.One:0.00} | {r.Conservation.Shipments} |"));
+                $"{r.LoadAtStart?.One:0.00} → {r.LoadAtEnd?.One:0.00} | {(r.ActivationsAfter is { } active ? active.ToString(CultureInfo.InvariantCulture) : "–")} | {r.Conservation.Shipments} |"));
         }
         text.AppendLine();
         text.AppendLine("</details>");

@@ -56,6 +56,10 @@ public interface IOrderSystem : IAsyncDisposable
     /// false if that did not happen within the timeout.</summary>
     Task<bool> WaitUntilSettledAsync(TimeSpan timeout, CancellationToken cancellationToken);
 
+    /// <summary>Grain activations in the system's silo (null for a system without grains): after a run has settled,
+    /// what stays in memory; per-order grains that do not deactivate make it grow run after run.</summary>
+    Task<int?> ActivationCountAsync() => Task.FromResult<int?>(null);
+
     /// <summary>Reads the committed state straight from PostgreSQL.</summary>
     Task<StoredSnapshot> ReadStoredStateAsync(Catalogue catalogue, string orderIdPrefix, CancellationToken cancellationToken);
 }

@@ -88,6 +88,8 @@ public sealed class TwoPhaseCommitSystem : IOrderSystem
     public Task<StoredSnapshot> ReadStoredStateAsync(Catalogue catalogue, string orderIdPrefix, CancellationToken cancellationToken) =>
         new TwoPhaseCommitStateReader(databases).ReadAsync(orderIdPrefix, cancellationToken);
 
+    public async Task<int?> ActivationCountAsync() => await Grains.GetGrain<IManagementGrain>(0).GetTotalActivationCount();
+
     public async ValueTask DisposeAsync()
     {
         if (_host is null) return;

@@ -87,6 +87,8 @@ public sealed class OrleansTransactionsSystem(TransactionalDatabases databases, 
     public Task<StoredSnapshot> ReadStoredStateAsync(Catalogue catalogue, string orderIdPrefix, CancellationToken cancellationToken) =>
         new TransactionalStateReader(databases).ReadAsync(orderIdPrefix, cancellationToken);
 
+    public async Task<int?> ActivationCountAsync() => await Grains.GetGrain<IManagementGrain>(0).GetTotalActivationCount();
+
     public async ValueTask DisposeAsync()
     {
         if (_host is null) return;
