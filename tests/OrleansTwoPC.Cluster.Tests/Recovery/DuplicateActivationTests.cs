@@ -16,8 +16,8 @@ public sealed class DuplicateActivationTests(TwoPcClusterFixture fixture) : Clus
     /// <summary>
     /// Two activations of one coordinator (as can briefly exist during a membership change): while the
     /// first is collecting votes, the second decides ABORT and writes it. The first then collects all
-    /// yes votes, but its COMMIT write is a versioned write against a record it never saw: refused. It
-    /// reports the outcome in doubt, never commits, and recovery makes every service abort.
+    /// yes votes, but its COMMIT write is an insert over a record it never saw: refused. It reads the record
+    /// and answers the other activation's ABORT, never commits, and recovery makes every service abort.
     /// </summary>
     [Fact]
     public async Task A_stale_coordinator_activation_cannot_overwrite_a_decision()
@@ -43,8 +43,8 @@ public sealed class DuplicateActivationTests(TwoPcClusterFixture fixture) : Clus
 
         var outcome = await placing;
 
-        Assert.Equal(OrderStatus.InDoubt, outcome.Status);
-        Assert.Contains("could not be made durable", outcome.Reason);
+        Assert.Equal(OrderStatus.Aborted, outcome.Status);
+        Assert.Equal("decided by another activation", outcome.Reason);
         var stored = (await new StoredStateReader(Fixture.Databases).CoordinatorAsync(tx)).Single().State;
         Assert.Equal(Decision.Abort, stored.Decision);
         Assert.Equal("decided by another activation", stored.AbortReason);
