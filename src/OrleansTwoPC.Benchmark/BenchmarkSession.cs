@@ -137,6 +137,7 @@ public sealed class BenchmarkSession(BenchmarkOptions options, IConfiguration co
             warmUp = (await ClosedLoopDriver.RunAsync(system, new OrderStream(catalogue, workload, ~streamSeed, prefix + "w."), concurrency, options.WarmUp, cancellationToken)).Orders;
 
         var cpuBefore = CpuSample.Take(postmasterPid);
+        storageCounter.RestartLargestWrite();
         var storageBefore = storageCounter.Current;
         var measured = await ClosedLoopDriver.RunAsync(system, new OrderStream(catalogue, workload, streamSeed, prefix + "m."), concurrency, options.Duration, cancellationToken);
         await Task.Delay(Drain, cancellationToken);
@@ -179,7 +180,7 @@ public sealed class BenchmarkSession(BenchmarkOptions options, IConfiguration co
             $"{r.CommittedPerSecond,7:0.0} committed/s, aborted {r.Aborted}, failed {r.Failed}, p50 {r.Latency.P50Ms:0.0} ms, p99 {r.Latency.P99Ms:0.0} ms, " +
             $"WAL flushes/order {r.WalSyncsPerCommitted:0.00}, rows/order {r.RowsPerCommitted:0.00}, xact/order {r.TransactionsPerCommitted:0.00}, " +
             $"CPU ms/order {r.CpuMsPerCommitted:0.00} (machine {r.MachineCpuMsPerCommitted:0.00}{(r.Cpu.Noisy ? $", NOISY: {r.Cpu.OtherCores:0.00} cores used by others" : "")}), " +
-            $"state reads/writes per order {r.StateReadsPerCommitted:0.00}/{r.StateWritesPerCommitted:0.00}, load {r.LoadAtStart?.One:0.00}->{r.LoadAtEnd?.One:0.00}, " +
+            $"state reads/writes per order {r.StateReadsPerCommitted:0.00}/{r.StateWritesPerCommitted:0.00}{(r.Storage.LargestWriteBytes is { } largest ? $", largest state write {largest} B" : "")}, load {r.LoadAtStart?.One:0.00}->{r.LoadAtEnd?.One:0.00}, " +
             $"conservation {(r.Conservation.Ok ? "ok" : "VIOLATED")} ({r.Conservation.Shipments} shipments), " +
             $"{(r.ActivationsAfter is { } active ? $"{active} activations after it, " : "")}" +
             $"{r.WarmUpOrders} warm-up orders, {r.Overhead.TotalSeconds:0.0} s checks{failure}");

@@ -57,6 +57,9 @@ public sealed class ShortModeTests
             var uniformA = report.Split('\n').First(line => System.Text.RegularExpressions.Regex.IsMatch(line, @"^\| \d+ \| A \|"));
             var writesPerOrder = uniformA.Split('|')[13].Split(" / ")[1].Trim().Split(' ')[0];
             Assert.True(Double(writesPerOrder) > 0, $"A's state writes per order not counted: {uniformA}");
+            // A's batched storage reports its largest single write; A-adonet's storage does not.
+            Assert.Matches(@"\(largest \d+ B\)", uniformA);
+            Assert.Matches(@"\| A largest single state write, hot @4 \| \d+ B \|", report);
             // The same report goes to stdout.
             Assert.Contains("## Results", run.Output);
         }

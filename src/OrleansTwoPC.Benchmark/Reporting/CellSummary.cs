@@ -33,6 +33,9 @@ public sealed record CellSummary(WorkloadKind Workload, int Concurrency, string 
     public Spread TransactionsPerOrder => Spread.Of(Runs.Select(r => r.TransactionsPerCommitted));
     public Spread StateReadsPerOrder => Spread.Of(Runs.Select(r => r.StateReadsPerCommitted));
     public Spread StateWritesPerOrder => Spread.Of(Runs.Select(r => r.StateWritesPerCommitted));
+
+    /// <summary>The largest single state write of any round (batched storage only; null otherwise).</summary>
+    public long? LargestWriteBytes => Runs.Select(r => r.Storage.LargestWriteBytes).Max();
     public int NoisyRuns => Runs.Count(r => r.Cpu.Noisy);
 
     public static IReadOnlyList<CellSummary> From(IEnumerable<RunResult> runs) => runs

@@ -112,6 +112,8 @@ public static class MarkdownReport
             text.AppendLine($"| A / A-adonet committed orders/s, uniform @{at} | {Throughput(WorkloadKind.Uniform, "A", TwoPhaseCommitSystem.AdoNetId)} |");
         var own = Cell(WorkloadKind.Uniform, "A") is { } ua ? Format(ua.CpuMsPerOrder, "0.00") : "n/a (not run)";
         text.AppendLine($"| A CPU ms per committed order (own processes), uniform @{at} | {own} |");
+        var largestHot = Cell(WorkloadKind.Hot, "A")?.LargestWriteBytes is { } bytes ? $"{bytes} B" : "n/a (not run, or not the batched storage)";
+        text.AppendLine($"| A largest single state write, hot @{at} | {largestHot} |");
         var noisy = report.Runs.Count(r => r.Cpu.Noisy);
         text.AppendLine($"| runs flagged noisy | {noisy} of {report.Runs.Count} |");
         text.AppendLine();
@@ -135,6 +137,7 @@ public static class MarkdownReport
             {
                 // C has no grain state.
                 var storage = cell.SystemId != "C" ? $"{Format(cell.StateReadsPerOrder, "0.00")} / {Format(cell.StateWritesPerOrder, "0.00")}" : "–";
+                if (cell.LargestWriteBytes is { } largest) storage += $" (largest {largest} B)";
                 text.AppendLine($"| {cell.Concurrency} | {cell.SystemId} | {Format(cell.CommittedPerSecond, "0.0")} | {Format(cell.P50, "0.0")} | {Format(cell.P95, "0.0")} | " +
                                 $"{Format(cell.P99, "0.0")} | {Format(cell.Aborted, "0")} | {cell.FailedTotal} | {Format(cell.WalSyncsPerOrder, "0.00")} | " +
                                 $"{Format(cell.RowsPerOrder, "0.00")} | {Format(cell.WalKilobytesPerOrder, "0.0")} | {Format(cell.TransactionsPerOrder, "0.00")} | {storage} | " +
@@ -214,7 +217,7 @@ public static class MarkdownReport
         text.AppendLine("- Latency: nearest-rank percentiles over every answered order of the measured window (committed and refused).");
         text.AppendLine("- *WAL flushes / order*: delta of `pg_stat_wal.wal_sync` (server-wide) / committed orders. *rows written / order*: delta of `n_tup_ins + n_tup_upd + n_tup_del` from `pg_stat_user_tables`, summed over the system's own databases. *WAL KiB / order*: delta of `pg_stat_wal.wal_bytes`.");
         text.AppendLine("- *PostgreSQL transactions / order*: delta of `pg_stat_database.xact_commit` summed over the system's own databases / committed orders (the counter readings' own few transactions included).");
-        text.AppendLine("- *state reads / writes per order* (A and B; C has no grain state): grain state reads and writes recorded by Orleans' own meter (`orleans-storage-read-latency`, `orleans-storage-write-latency`) during the measured load and drain, per committed order.");
+        text.AppendLine("- *state reads / writes per order* (A and B; C has no grain state): grain state reads and writes recorded by Orleans' own meter (`orleans-storage-read-latency`, `orleans-storage-write-latency`) during the measured load and drain, per committed order; with the batched storage, the largest single grain write of the cell (its head row plus changed entry rows, bytes as sent, from the storage's `twopc.storage.write.bytes` histogram) in brackets.");
         text.AppendLine("- *CPU ms / order (own processes)*: user + system time of this process (the silos and the load generator) and of the PostgreSQL server (the postmaster, its live children and its reaped children, from `/proc/<pid>/stat`) from the start of the measured load to the end of the drain, per committed order. *(machine)*: busy CPU of the whole machine (`/proc/stat`) over the same window. A run is *noisy* when the machine's busy time exceeds the two processes' by more than " +
                         $"{CpuUsage.NoisyCores:0.00} cores on average: something else was running. The load average is recorded at the start and end of every run.");
         text.AppendLine("- A runs with the product defaults (`TwoPC:Protocol:*` not set: prepare timeout 5 s, decision retention 2 min); B with Orleans' defaults (`TransactionalStateOptions`, the ADO.NET provider's default JSON serializer, `[Reentrant]` participants as in Orleans' samples, no load shedding); C with READ COMMITTED and auto-prepared statements.");

@@ -1,3 +1,4 @@
+using System.Diagnostics.Metrics;
 using System.Text;
 using Npgsql;
 using NpgsqlTypes;
@@ -147,6 +148,17 @@ public sealed class BatchedStateWriter : IAsyncDisposable
 
     private readonly NpgsqlDataSource dataSource;
     private readonly object gate = new();
+    /// <summary>Meter of the storage layer (<see cref="StateWriteBytes"/>).</summary>
+    public const string MeterName = "OrleansTwoPC.Storage";
+
+    /// <summary>Name of <see cref="StateWriteBytes"/> (listeners match on it: the field is not set while the instrument is published).</summary>
+    public const string StateWriteBytesName = "twopc.storage.write.bytes";
+
+    private static readonly Meter StorageMeter = new(MeterName);
+
+    /// <summary>Bytes of one grain's write as sent: its head payload plus its entry rows' keys and payloads.</summary>
+    public static readonly Histogram<long> StateWriteBytes = StorageMeter.CreateHistogram<long>(StateWriteBytesName, "By", "bytes of one grain state write as sent (head and changed entry rows)");
+
     private readonly List<PendingWrite> pending = [];
     private readonly long[] batchSizeCounts;
     private Task? flushing;
@@ -379,14 +391,16 @@ public sealed class BatchedStateWriter : IAsyncDisposable
         long bytes = 0;
         for (var i = 0; i < batch.Count; i++)
         {
-            bytes += batch[i].Payload.Length;
+            long write = batch[i].Payload.Length;
             foreach (var change in batch[i].EntryChanges)
             {
                 entryHeads.Add(i + 1);
                 entryKeys.Add(change.Key);
                 entryPayloads.Add(change.Payload);
-                bytes += Encoding.UTF8.GetByteCount(change.Key) + (change.Payload?.Length ?? 0);
+                write += Encoding.UTF8.GetByteCount(change.Key) + (change.Payload?.Length ?? 0);
             }
+            bytes += write;
+            StateWriteBytes.Record(write);
         }
         command.Parameters.Add(new NpgsqlParameter<int[]>("entryHeads", NpgsqlDbType.Array | NpgsqlDbType.Integer) { TypedValue = entryHeads.ToArray() });
         command.Parameters.Add(new NpgsqlParameter<string[]>("entryKeys", NpgsqlDbType.Array | NpgsqlDbType.Text) { TypedValue = entryKeys.ToArray() });
