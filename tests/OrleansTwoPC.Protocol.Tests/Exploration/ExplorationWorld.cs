@@ -1,4 +1,4 @@
-using System.Text;
+using System.Collections.Immutable;
 using OrleansTwoPC.Protocol.Coordinator;
 using OrleansTwoPC.Protocol.Participant;
 
@@ -57,10 +57,10 @@ internal sealed class World
     public required List<ExMessage> Messages { get; init; }
 
     /// <summary>Every outcome that reached a participant's disk, by "participant|tx".</summary>
-    public required SortedDictionary<string, Decision> DurableOutcomes { get; init; }
+    public required ImmutableSortedDictionary<string, Decision> DurableOutcomes { get; set; }
 
     /// <summary>"participant|tx|deadline" of every attempt a participant had rolled back when it rolled back.</summary>
-    public required SortedSet<string> RolledBackAttempts { get; init; }
+    public required ImmutableSortedSet<string> RolledBackAttempts { get; set; }
 
     /// <summary>When set, every step says in words what happened (used to print a trace).</summary>
     public List<string>? Notes { get; set; }
@@ -80,8 +80,8 @@ internal sealed class World
         Coordinators = Coordinators.Select(c => c.Clone()).ToList(),
         Participants = Participants.Select(p => p.Clone()).ToList(),
         Messages = new List<ExMessage>(Messages),
-        DurableOutcomes = new SortedDictionary<string, Decision>(DurableOutcomes, StringComparer.Ordinal),
-        RolledBackAttempts = new SortedSet<string>(RolledBackAttempts, StringComparer.Ordinal),
+        DurableOutcomes = DurableOutcomes, // immutable: shared until written
+        RolledBackAttempts = RolledBackAttempts,
     };
 
     private static DateTimeOffset Epoch => Explorer.Epoch;
@@ -94,18 +94,43 @@ internal sealed class World
 
     // ---------------------------------------------------------------- canonical form
 
-    public string Key()
+    /// <summary>
+    /// Writes the canonical form: everything that decides what happens next or what the checks read, except
+    /// the fault budgets in <see cref="SpareFaults"/>, which the explorer compares by subsumption. The budget of
+    /// duplicate activations stays in the key: the clock reads it (see <see cref="NextLandmark"/>).
+    /// </summary>
+    public void WriteKey(StateKey key)
     {
-        var key = new StringBuilder(2048);
-        key.Append(Now.UtcTicks).Append('|').Append(CoordinatorCrashes).Append(ParticipantCrashes).Append(Drops).Append(Duplicates)
-            .Append(WriteFailures).Append(Resubmits).Append(DuplicateActivations).Append('\n');
-        foreach (var c in Coordinators) { c.AppendKey(key); key.Append('\n'); }
-        foreach (var p in Participants) { p.AppendKey(key); key.Append('\n'); }
-        foreach (var m in Messages) key.Append(m.Key).Append(';');
-        key.Append('\n');
-        foreach (var (k, v) in DurableOutcomes) key.Append(k).Append('=').Append(v).Append(';');
-        foreach (var k in RolledBackAttempts) key.Append(k).Append(';');
-        return key.ToString();
+        key.Clear();
+        key.Add(Now);
+        key.Add(DuplicateActivations);
+        foreach (var c in Coordinators) c.WriteKey(key);
+        foreach (var p in Participants) p.WriteKey(key);
+        key.Add(Messages.Count);
+        foreach (var m in Messages) key.Add(m.Id);
+        key.Add(DurableOutcomes.Count);
+        foreach (var (k, v) in DurableOutcomes) { key.Add(k); key.Add((int)v); }
+        key.Add(RolledBackAttempts.Count);
+        foreach (var k in RolledBackAttempts) key.Add(k);
+    }
+
+    /// <summary>
+    /// What is left of the budgets that only faults read, one byte each. A state with at least as much of each
+    /// left can do everything this one can: the same events are enabled but for faults, and each leads to the
+    /// same state with budgets no smaller.
+    /// </summary>
+    public long SpareFaults =>
+        Byte(CoordinatorCrashes) | Byte(ParticipantCrashes) << 8 | Byte(Drops) << 16 | Byte(Duplicates) << 24
+        | Byte(WriteFailures) << 32 | Byte(Resubmits) << 40;
+
+    private static long Byte(int budget) => budget is >= 0 and <= 255 ? budget : throw new ArgumentOutOfRangeException(nameof(budget), budget, "a budget is 0 to 255");
+
+    /// <summary>Whether budgets <paramref name="more"/> are at least <paramref name="less"/> in every kind.</summary>
+    public static bool Covers(long more, long less)
+    {
+        for (var shift = 0; shift < 48; shift += 8)
+            if ((more >> shift & 0xff) < (less >> shift & 0xff)) return false;
+        return true;
     }
 
     // ---------------------------------------------------------------- enabled events
@@ -291,7 +316,7 @@ internal sealed class World
                 Note($"t={T}: DUPLICATE activation of the coordinator of {s.Tx} begins (it loaded no record)");
                 c.Duplicate = new CoordinatorMachine(c.Tx, Explorer.Options, null);
                 var actions = c.Duplicate.Begin($"fp-{c.Tx}", c.Participants, Now);
-                c.IssuedDeadlines.Add(c.Duplicate.Record.PrepareDeadline!.Value.UtcTicks);
+                c.IssuedDeadlines = c.IssuedDeadlines.Add(c.Duplicate.Record.PrepareDeadline!.Value.UtcTicks);
                 ExecuteDuplicate(c, actions);
                 break;
             }
@@ -323,7 +348,7 @@ internal sealed class World
         if (c.Machine.Phase != CoordinatorPhase.Idle) return;
         c.ClientWaiting = true;
         var actions = c.Machine.Begin($"fp-{c.Tx}", c.Participants, Now);
-        c.IssuedDeadlines.Add(c.Machine.Record.PrepareDeadline!.Value.UtcTicks);
+        c.IssuedDeadlines = c.IssuedDeadlines.Add(c.Machine.Record.PrepareDeadline!.Value.UtcTicks);
         Execute(c, actions);
     }
 
@@ -331,7 +356,7 @@ internal sealed class World
     {
         c.WriteInFlight = null;
         c.PrepareTimer = false;
-        c.Attempts.Clear();
+        c.Attempts = c.Attempts.Clear();
         c.Machine = new CoordinatorMachine(c.Tx, Explorer.Options, c.Durable is null ? null : ExCoordinator.CopyRecord(c.Durable));
         Note($"    the coordinator of {c.Tx} restarts in {c.Machine.Phase}");
         if (c.Machine.Phase == CoordinatorPhase.Decided) Execute(c, c.Machine.Resume(Now));
@@ -409,7 +434,7 @@ internal sealed class World
                 case SendDecision send:
                     if (send.Decision != c.Durable?.Decision)
                         throw new ExplorationViolation($"validity: {send.Decision} of {c.Tx} sent to {send.Participant} before it was durable (durable: {c.Durable?.Decision.ToString() ?? "none"})");
-                    c.Attempts[send.Participant.ToString()] = send.Attempt;
+                    c.Attempts = c.Attempts.SetItem(send.Participant.ToString(), send.Attempt);
                     Send(new ExMessage(MessageKind.Decision, c.Tx, send.Participant.ToString(), c.Machine.Record.PrepareDeadline, Decision: send.Decision, Attempt: send.Attempt));
                     break;
                 case PersistCompletion:
@@ -547,8 +572,8 @@ internal sealed class World
             if (DurableOutcomes.TryGetValue(key, out var before) && before != outcome)
                 throw new ExplorationViolation($"atomicity: the durable outcome of {tx} at {p.Name} changed from {before} to {outcome}");
             if (outcome == Decision.Abort && !DurableOutcomes.ContainsKey(key))
-                foreach (var d in Coordinator(tx).IssuedDeadlines) RolledBackAttempts.Add($"{p.Name}|{tx}|{d}");
-            DurableOutcomes[key] = outcome;
+                foreach (var d in Coordinator(tx).IssuedDeadlines) RolledBackAttempts = RolledBackAttempts.Add($"{p.Name}|{tx}|{d}");
+            DurableOutcomes = DurableOutcomes.SetItem(key, outcome);
         }
     }
 

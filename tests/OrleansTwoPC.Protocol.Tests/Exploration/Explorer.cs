@@ -1,7 +1,5 @@
+using System.Collections.Immutable;
 using System.Diagnostics;
-using System.Runtime.InteropServices;
-using System.Security.Cryptography;
-using System.Text;
 using OrleansTwoPC.Protocol.Participant;
 using OrleansTwoPC.Protocol.Resources;
 
@@ -63,7 +61,11 @@ public static class Explorer
         var clock = Stopwatch.StartNew();
         var initial = Initial(scope, bugs);
         initial.Check();
-        var ids = new Dictionary<UInt128, int> { [Hash(initial)] = 0 };
+        // A state is its canonical form and its spare fault budgets. States of one form are chained; a state is
+        // new only if no state of its form seen so far has at least its budgets (it could do everything this one can).
+        var byKey = new Dictionary<UInt128, int> { [Hash(initial)] = 0 };
+        var sameKey = new List<int> { -1 };
+        var spare = new List<long> { initial.SpareFaults };
         var parent = new List<int> { -1 };
         var via = new List<ExEvent?> { null };
         var depth = new List<int> { 0 };
@@ -88,22 +90,25 @@ public static class Explorer
                 {
                     next.Apply(ev);
                     hash = Hash(next);
-                    // A state seen before was checked when first reached; the check reads only what its key holds.
-                    if (!ids.TryGetValue(hash, out nextId)) next.Check();
+                    nextId = Covering(hash, next.SpareFaults);
+                    // A state covered by one seen before has the same canonical form, so that one's check holds for it.
+                    if (nextId < 0) next.Check();
                 }
                 catch (Exception ex) when (ex is ExplorationViolation or InvalidOperationException or ArgumentException or KeyNotFoundException)
                 {
                     var trace = Replay(initial, Path(parent, via, id).Append(ev));
-                    return new ExplorationResult(ids.Count, transitions, depth[id] + 1, 0, clock.Elapsed, ex.Message, trace);
+                    return new ExplorationResult(parent.Count, transitions, depth[id] + 1, 0, clock.Elapsed, ex.Message, trace);
                 }
-                if (!ids.ContainsKey(hash))
+                if (nextId < 0)
                 {
-                    nextId = ids.Count;
+                    nextId = parent.Count;
                     if (nextId >= maxStates)
-                        return new ExplorationResult(ids.Count, transitions, depth[id] + 1, settled.Count, clock.Elapsed,
+                        return new ExplorationResult(parent.Count, transitions, depth[id] + 1, settled.Count, clock.Elapsed,
                             $"{scope.Name}: more than {maxStates} states; lower the budgets (the deepest path so far follows)",
                             Replay(initial, Path(parent, via, id).Append(ev)));
-                    ids[hash] = nextId;
+                    sameKey.Add(byKey.TryGetValue(hash, out var head) ? head : -1);
+                    byKey[hash] = nextId;
+                    spare.Add(next.SpareFaults);
                     parent.Add(id);
                     via.Add(ev);
                     depth.Add(depth[id] + 1);
@@ -115,6 +120,7 @@ public static class Explorer
                         if (next.Coordinators.Any(c => c.Durable?.Decision == Decision.Abort)) abortedSettled++;
                     }
                 }
+                // Into a covering state: it has the same canonical form, and fault-free events read no budget.
                 if (!ev.IsFault)
                 {
                     fairFrom.Add(id);
@@ -123,7 +129,7 @@ public static class Explorer
             }
         }
 
-        var stuck = FirstStuck(ids.Count, fairFrom, fairTo);
+        var stuck = FirstStuck(parent.Count, fairFrom, fairTo);
         if (stuck >= 0)
         {
             var path = Path(parent, via, stuck).ToList();
@@ -132,13 +138,21 @@ public static class Explorer
             foreach (var ev in path) state.Apply(ev);
             trace.Add("from here no fault-free continuation settles; state:");
             trace.AddRange(state.Describe().Select(line => "    " + line));
-            return new ExplorationResult(ids.Count, transitions, depth.Max(), settled.Count, clock.Elapsed,
+            return new ExplorationResult(parent.Count, transitions, depth.Max(), settled.Count, clock.Elapsed,
                 "termination: a reachable state from which no fault-free continuation resolves every participant", trace);
         }
-        return new ExplorationResult(ids.Count, transitions, depth.Max(), settled.Count, clock.Elapsed, null, Array.Empty<string>())
+        return new ExplorationResult(parent.Count, transitions, depth.Max(), settled.Count, clock.Elapsed, null, Array.Empty<string>())
         {
             SettledOutcomes = (committedSettled, abortedSettled),
         };
+
+        int Covering(UInt128 hash, long budgets)
+        {
+            if (!byKey.TryGetValue(hash, out var s)) return -1;
+            for (; s >= 0; s = sameKey[s])
+                if (World.Covers(spare[s], budgets)) return s;
+            return -1;
+        }
 
         int FirstStuck(int count, List<int> from, List<int> to)
         {
@@ -192,11 +206,13 @@ public static class Explorer
         return world.Notes;
     }
 
+    [ThreadStatic] private static StateKey? _key;
+
     private static UInt128 Hash(World world)
     {
-        Span<byte> digest = stackalloc byte[32];
-        SHA256.HashData(Encoding.UTF8.GetBytes(world.Key()), digest);
-        return MemoryMarshal.Read<UInt128>(digest);
+        var key = _key ??= new StateKey();
+        world.WriteKey(key);
+        return key.Hash();
     }
 
     // ---------------------------------------------------------------- the scopes' worlds
@@ -240,7 +256,14 @@ public static class Explorer
             participants.Add(new ExParticipant<ShipmentRecord, ShipmentDetails>(
                 shipment, new ShipmentRules(), new ShipmentRecord(), t => shipments[t], retention,
                 r => $"{r.Status}:{r.TransactionId}",
-                w => $"{w.OrderId}:{w.Address}:{string.Join(",", w.Items.Select(x => $"{x.Sku}x{x.Quantity}"))}",
+                (key, r) => { key.Add((int)r.Status); key.Add(r.TransactionId); },
+                (key, w) =>
+                {
+                    key.Add(w.OrderId);
+                    key.Add(w.Address);
+                    key.Add(w.Items.Count);
+                    foreach (var item in w.Items) { key.Add(item.Sku); key.Add(item.Quantity); }
+                },
                 (who, r, tentative) =>
                 {
                     if (tentative.Count > 1) throw new ExplorationViolation($"escrow safety: {who} holds {tentative.Count} tentative shipments");
@@ -263,15 +286,16 @@ public static class Explorer
             Coordinators = coordinators,
             Participants = participants,
             Messages = new List<ExMessage>(),
-            DurableOutcomes = new SortedDictionary<string, Decision>(StringComparer.Ordinal),
-            RolledBackAttempts = new SortedSet<string>(StringComparer.Ordinal),
+            DurableOutcomes = ImmutableSortedDictionary.Create<string, Decision>(StringComparer.Ordinal),
+            RolledBackAttempts = ImmutableSortedSet.Create<string>(StringComparer.Ordinal),
         };
 
         ExParticipant Counter(ParticipantId id, long initial, string shortage) => new ExParticipant<EscrowCounter, long>(
             id, new EscrowRules(shortage), new EscrowCounter { Exists = true, Committed = initial, SuppliedTotal = initial },
             tx => amounts[(id.ToString(), tx)], retention,
             c => $"{c.Committed}/{c.ConsumedTotal}",
-            w => w.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            (key, c) => { key.Add(c.Committed); key.Add(c.ConsumedTotal); },
+            (key, w) => key.Add(w),
             (who, counter, reserved) =>
             {
                 // Escrow safety: committed plus reserved never exceeds the stock; no negative balance.
