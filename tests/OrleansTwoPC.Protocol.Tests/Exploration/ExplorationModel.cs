@@ -1,4 +1,3 @@
-using System.Collections.Immutable;
 using System.Globalization;
 using System.Reflection;
 using System.Text;
@@ -284,12 +283,31 @@ internal sealed class ExCoordinator
 
     public required string Tx { get; init; }
     public required IReadOnlyList<ParticipantId> Participants { get; init; }
-    public required CoordinatorMachine Machine { get; set; }
+    /// <summary>The live machine, to be read; <see cref="Live"/> to be changed.</summary>
+    public required CoordinatorMachine Machine
+    {
+        get => _machine;
+        set { _machine = value; _machineShared = false; }
+    }
+
+    /// <summary>The live machine, to be changed: copied first while a clone shares it.</summary>
+    public CoordinatorMachine Live
+    {
+        get
+        {
+            if (_machineShared) Machine = CloneMachine(_machine);
+            return _machine;
+        }
+    }
+
+    private CoordinatorMachine _machine = null!;
+    private bool _machineShared; // a clone shares the machine until one of them changes it
+
     public CoordinatorRecord? Durable { get; set; } // never mutated: replaced by a copy on every write
     public CoordinatorRecord? WriteInFlight { get; set; }
     public bool WriteIsCompletion { get; set; }
     public bool PrepareTimer { get; set; }
-    public ImmutableSortedDictionary<string, int> Attempts { get; set; } = ImmutableSortedDictionary.Create<string, int>(StringComparer.Ordinal);
+    public SmallMap<string, int> Attempts { get; set; } = new(StringComparer.Ordinal);
     public bool Submitted { get; set; }
 
     public bool ClientWaiting { get; set; }
@@ -299,29 +317,34 @@ internal sealed class ExCoordinator
     public bool AbortAnswered { get; set; }
 
     /// <summary>Every prepare deadline (attempt) issued so far, by any activation.</summary>
-    public ImmutableSortedSet<long> IssuedDeadlines { get; set; } = ImmutableSortedSet<long>.Empty;
+    public SmallSet<long> IssuedDeadlines { get; set; } = new(Comparer<long>.Default);
 
     public CoordinatorMachine? Duplicate { get; set; }
     public bool DuplicateTimer { get; set; }
 
-    public ExCoordinator Clone() => new()
+    public ExCoordinator Clone()
     {
-        Tx = Tx,
-        Participants = Participants,
-        Machine = CloneMachine(Machine),
-        Durable = Durable,
-        WriteInFlight = WriteInFlight,
-        WriteIsCompletion = WriteIsCompletion,
-        PrepareTimer = PrepareTimer,
-        Attempts = Attempts,
-        Submitted = Submitted,
-        ClientWaiting = ClientWaiting,
-        ClientTold = ClientTold,
-        AbortAnswered = AbortAnswered,
-        IssuedDeadlines = IssuedDeadlines,
-        Duplicate = Duplicate is null ? null : CloneMachine(Duplicate),
-        DuplicateTimer = DuplicateTimer,
-    };
+        _machineShared = true;
+        return new ExCoordinator
+        {
+            Tx = Tx,
+            Participants = Participants,
+            Machine = _machine,
+            _machineShared = true,
+            Durable = Durable,
+            WriteInFlight = WriteInFlight,
+            WriteIsCompletion = WriteIsCompletion,
+            PrepareTimer = PrepareTimer,
+            Attempts = Attempts,
+            Submitted = Submitted,
+            ClientWaiting = ClientWaiting,
+            ClientTold = ClientTold,
+            AbortAnswered = AbortAnswered,
+            IssuedDeadlines = IssuedDeadlines,
+            Duplicate = Duplicate is null ? null : CloneMachine(Duplicate),
+            DuplicateTimer = DuplicateTimer,
+        };
+    }
 
     /// <summary>
     /// The machine has no public way to take a volatile phase (Preparing, Deciding, InDoubt, Completing) from
@@ -371,9 +394,9 @@ internal sealed class ExCoordinator
         key.Add(r.PresumedAbort);
         key.Add(r.Heuristic);
         key.Add(r.Participants.Count);
+        // Entries keep the order of Begin's list, so the position names the participant.
         foreach (var p in r.Participants)
         {
-            key.Add(p.Participant);
             key.Add(p.Vote is { } vote ? (int)vote : -1);
             key.Add(p.Reason == Refusals.UnknownResource);
             key.Add((int)p.Source);
@@ -389,9 +412,9 @@ internal sealed class ExCoordinator
         WriteRecord(key, WriteInFlight);
         key.Add(WriteIsCompletion); key.Add(PrepareTimer); key.Add(Submitted); key.Add(ClientWaiting); key.Add((int)ClientTold); key.Add(AbortAnswered);
         key.Add(Attempts.Count);
-        foreach (var (p, a) in Attempts) { key.Add(p); key.Add(a); }
+        foreach (var (p, a) in Attempts.Entries) { key.Add(p); key.Add(a); }
         key.Add(IssuedDeadlines.Count);
-        foreach (var d in IssuedDeadlines) key.Add(d);
+        foreach (var d in IssuedDeadlines.Items) key.Add(d);
         key.Add(Duplicate is not null);
         if (Duplicate is not null)
         {

@@ -1,4 +1,4 @@
-using System.Collections.Immutable;
+using System.Runtime.CompilerServices;
 using OrleansTwoPC.Protocol.Coordinator;
 using OrleansTwoPC.Protocol.Participant;
 
@@ -57,10 +57,10 @@ internal sealed class World
     public required List<ExMessage> Messages { get; init; }
 
     /// <summary>Every outcome that reached a participant's disk, by "participant|tx".</summary>
-    public required ImmutableSortedDictionary<string, Decision> DurableOutcomes { get; set; }
+    public required SmallMap<string, Decision> DurableOutcomes { get; set; }
 
     /// <summary>"participant|tx|deadline" of every attempt a participant had rolled back when it rolled back.</summary>
-    public required ImmutableSortedSet<string> RolledBackAttempts { get; set; }
+    public required SmallSet<string> RolledBackAttempts { get; set; }
 
     /// <summary>When set, every step says in words what happened (used to print a trace).</summary>
     public List<string>? Notes { get; set; }
@@ -92,6 +92,12 @@ internal sealed class World
 
     private void Note(string text) => Notes?.Add(text);
 
+    /// <summary>Formats the text only when a trace is being printed: exploring, nothing is formatted.</summary>
+    private void Note([InterpolatedStringHandlerArgument("")] ref NoteText text)
+    {
+        if (Notes is not null) Notes.Add(text.ToStringAndClear());
+    }
+
     // ---------------------------------------------------------------- canonical form
 
     /// <summary>
@@ -109,9 +115,9 @@ internal sealed class World
         key.Add(Messages.Count);
         foreach (var m in Messages) key.Add(m.Id);
         key.Add(DurableOutcomes.Count);
-        foreach (var (k, v) in DurableOutcomes) { key.Add(k); key.Add((int)v); }
+        foreach (var (k, v) in DurableOutcomes.Entries) { key.Add(k); key.Add((int)v); }
         key.Add(RolledBackAttempts.Count);
-        foreach (var k in RolledBackAttempts) key.Add(k);
+        foreach (var k in RolledBackAttempts.Items) key.Add(k);
     }
 
     /// <summary>
@@ -254,7 +260,7 @@ internal sealed class World
                 var c = Coordinator(f.Tx);
                 c.PrepareTimer = false;
                 Note($"t={T}: prepare deadline of {f.Tx} passes");
-                Execute(c, c.Machine.OnPrepareDeadline(Now));
+                Execute(c, c.Live.OnPrepareDeadline(Now));
                 break;
             }
             case FirePrepareTimer f:
@@ -269,7 +275,7 @@ internal sealed class World
             {
                 var c = Coordinator(r.Tx);
                 Note($"t={T}: no acknowledgement from {r.Participant} for {r.Tx}: phase-two retry");
-                Execute(c, c.Machine.OnDecisionDeliveryFailed(ParticipantId.Parse(r.Participant), c.Attempts.GetValueOrDefault(r.Participant, 1)));
+                Execute(c, c.Live.OnDecisionDeliveryFailed(ParticipantId.Parse(r.Participant), c.Attempts.GetValueOrDefault(r.Participant, 1)));
                 break;
             }
             case FinishWrite w:
@@ -293,7 +299,7 @@ internal sealed class World
             {
                 var c = Coordinator(r.Tx);
                 Note($"t={T}: recovery tick of {r.Tx}");
-                Execute(c, c.Machine.Resume(Now));
+                Execute(c, c.Live.Resume(Now));
                 break;
             }
             case CrashParticipant crash:
@@ -347,7 +353,7 @@ internal sealed class World
         // Like the grain: only an idle coordinator begins; otherwise the recorded outcome is returned.
         if (c.Machine.Phase != CoordinatorPhase.Idle) return;
         c.ClientWaiting = true;
-        var actions = c.Machine.Begin($"fp-{c.Tx}", c.Participants, Now);
+        var actions = c.Live.Begin($"fp-{c.Tx}", c.Participants, Now);
         c.IssuedDeadlines = c.IssuedDeadlines.Add(c.Machine.Record.PrepareDeadline!.Value.UtcTicks);
         Execute(c, actions);
     }
@@ -359,7 +365,7 @@ internal sealed class World
         c.Attempts = c.Attempts.Clear();
         c.Machine = new CoordinatorMachine(c.Tx, Explorer.Options, c.Durable is null ? null : ExCoordinator.CopyRecord(c.Durable));
         Note($"    the coordinator of {c.Tx} restarts in {c.Machine.Phase}");
-        if (c.Machine.Phase == CoordinatorPhase.Decided) Execute(c, c.Machine.Resume(Now));
+        if (c.Machine.Phase == CoordinatorPhase.Decided) Execute(c, c.Live.Resume(Now));
     }
 
     private void FinishWriteOf(ExCoordinator c, WriteOutcome outcome)
@@ -374,13 +380,13 @@ internal sealed class World
         if (Bugs.HasFlag(PlantedBug.DecisionNotForcedBeforePhaseTwo) && !completion) return; // the machine was told long ago
         if (outcome == WriteOutcome.Written)
         {
-            if (completion) c.Machine.OnCompletionPersisted();
-            else Execute(c, c.Machine.OnDecisionPersisted());
+            if (completion) c.Live.OnCompletionPersisted();
+            else Execute(c, c.Live.OnDecisionPersisted());
         }
-        else if (completion) c.Machine.OnCompletionPersistFailed();
+        else if (completion) c.Live.OnCompletionPersistFailed();
         else
         {
-            c.Machine.OnDecisionPersistFailed();
+            c.Live.OnDecisionPersistFailed();
             c.ClientWaiting = false; // the client hears "in doubt"
         }
     }
@@ -422,7 +428,7 @@ internal sealed class World
                     if (Bugs.HasFlag(PlantedBug.SendDecisionBeforeItIsDurable))
                         foreach (var p in c.Machine.Record.Participants)
                             Send(new ExMessage(MessageKind.Decision, c.Tx, p.Participant, c.Machine.Record.PrepareDeadline, Decision: persist.Decision, Attempt: 1));
-                    if (Bugs.HasFlag(PlantedBug.DecisionNotForcedBeforePhaseTwo)) Execute(c, c.Machine.OnDecisionPersisted());
+                    if (Bugs.HasFlag(PlantedBug.DecisionNotForcedBeforePhaseTwo)) Execute(c, c.Live.OnDecisionPersisted());
                     break;
                 case ReplyToClient reply:
                     Note($"    the client is told {reply.Outcome.Decision}");
@@ -487,7 +493,7 @@ internal sealed class World
             case MessageKind.Ack:
             {
                 var c = Coordinator(m.Tx);
-                Execute(c, c.Machine.OnDecisionAcknowledged(ParticipantId.Parse(m.Participant), Now));
+                Execute(c, c.Live.OnDecisionAcknowledged(ParticipantId.Parse(m.Participant), Now));
                 break;
             }
             case MessageKind.Inquiry: OnInquiry(m); break;
@@ -506,7 +512,7 @@ internal sealed class World
         // Weaker than the grain, which takes a vote only as the reply of its own activation's call: here a vote
         // reaches whichever activation is current, and the deadline it names is all that binds it to its attempt.
         var attempt = Bugs.HasFlag(PlantedBug.VoteNotBoundToItsAttempt) ? null : m.Deadline;
-        Execute(c, c.Machine.OnVote(ParticipantId.Parse(m.Participant), m.Vote, m.Reason, Now, attempt));
+        Execute(c, c.Live.OnVote(ParticipantId.Parse(m.Participant), m.Vote, m.Reason, Now, attempt));
     }
 
     private void OnInquiry(ExMessage m)
@@ -521,7 +527,7 @@ internal sealed class World
         }
         else
         {
-            var result = c.Machine.OnInquiry(Now);
+            var result = c.Live.OnInquiry(Now);
             Execute(c, result.Actions);
             if (result.Pending) { Note("    the coordinator cannot answer yet"); return; }
             answer = result.Decision;
@@ -572,7 +578,7 @@ internal sealed class World
             if (DurableOutcomes.TryGetValue(key, out var before) && before != outcome)
                 throw new ExplorationViolation($"atomicity: the durable outcome of {tx} at {p.Name} changed from {before} to {outcome}");
             if (outcome == Decision.Abort && !DurableOutcomes.ContainsKey(key))
-                foreach (var d in Coordinator(tx).IssuedDeadlines) RolledBackAttempts = RolledBackAttempts.Add($"{p.Name}|{tx}|{d}");
+                foreach (var d in Coordinator(tx).IssuedDeadlines.Items) RolledBackAttempts = RolledBackAttempts.Add($"{p.Name}|{tx}|{d}");
             DurableOutcomes = DurableOutcomes.SetItem(key, outcome);
         }
     }
@@ -586,7 +592,7 @@ internal sealed class World
         foreach (var c in Coordinators)
         {
             var durable = c.Durable?.Decision ?? Decision.None;
-            var outcomes = c.Participants.Select(p => DurableOutcomes.GetValueOrDefault($"{p}|{c.Tx}")).ToList();
+            var outcomes = c.Participants.Select(p => DurableOutcomes.GetValueOrDefault($"{p}|{c.Tx}", Decision.None)).ToList();
             if (outcomes.Contains(Decision.Commit) && outcomes.Contains(Decision.Abort))
                 throw new ExplorationViolation($"atomicity: {c.Tx} is committed at one participant and aborted at another");
             foreach (var (p, outcome) in c.Participants.Zip(outcomes))
@@ -621,4 +627,25 @@ internal sealed class World
         Coordinators.Select(c => $"{c.Tx}: phase {c.Machine.Phase}, durable {c.Durable?.Decision.ToString() ?? "none"}{(c.Durable?.PresumedAbort == true ? " (presumed)" : "")}, completed {c.Durable?.IsCompleted == true}")
             .Concat(Participants.Select(p => p.Describe(Epoch)))
             .Append($"in flight: {(Messages.Count == 0 ? "nothing" : string.Join("; ", Messages.Select(m => m.Describe(Epoch))))}");
+}
+
+/// <summary>The text of a note, built only when the world keeps notes.</summary>
+[InterpolatedStringHandler]
+internal ref struct NoteText
+{
+    private DefaultInterpolatedStringHandler _text;
+
+    public NoteText(int literalLength, int formattedCount, World world, out bool keep)
+    {
+        keep = world.Notes is not null;
+        _text = keep ? new DefaultInterpolatedStringHandler(literalLength, formattedCount) : default;
+    }
+
+    public void AppendLiteral(string value) => _text.AppendLiteral(value);
+
+    public void AppendFormatted<T>(T value) => _text.AppendFormatted(value);
+
+    public void AppendFormatted<T>(T value, string? format) => _text.AppendFormatted(value, format);
+
+    public string ToStringAndClear() => _text.ToStringAndClear();
 }

@@ -1,4 +1,3 @@
-using System.Collections.Immutable;
 using System.Diagnostics;
 using OrleansTwoPC.Protocol.Participant;
 using OrleansTwoPC.Protocol.Resources;
@@ -56,14 +55,21 @@ public static class Explorer
         InDoubtTimeout = TimeSpan.FromSeconds(1),
     };
 
-    public static ExplorationResult Run(ExplorationScope scope, PlantedBug bugs = PlantedBug.None, int maxStates = 3_000_000)
+    /// <param name="subsume">Off: a state is new unless one of the same form with exactly its budgets was seen (the
+    /// tests compare both ways).</param>
+    /// <param name="forms">When given, receives the canonical form of every state explored.</param>
+    /// <param name="idSeed">When given, the ids are drawn from a random generator with this seed, so that two runs
+    /// name everything alike and their forms can be compared.</param>
+    public static ExplorationResult Run(ExplorationScope scope, PlantedBug bugs = PlantedBug.None, int maxStates = 3_000_000,
+        bool subsume = true, ISet<UInt128>? forms = null, int? idSeed = null)
     {
         var clock = Stopwatch.StartNew();
-        var initial = Initial(scope, bugs);
+        var initial = Initial(scope, bugs, idSeed is { } seed ? new Random(seed) : null);
         initial.Check();
         // A state is its canonical form and its spare fault budgets. States of one form are chained; a state is
         // new only if no state of its form seen so far has at least its budgets (it could do everything this one can).
         var byKey = new Dictionary<UInt128, int> { [Hash(initial)] = 0 };
+        forms?.Add(Hash(initial));
         var sameKey = new List<int> { -1 };
         var spare = new List<long> { initial.SpareFaults };
         var parent = new List<int> { -1 };
@@ -108,6 +114,7 @@ public static class Explorer
                             Replay(initial, Path(parent, via, id).Append(ev)));
                     sameKey.Add(byKey.TryGetValue(hash, out var head) ? head : -1);
                     byKey[hash] = nextId;
+                    forms?.Add(hash);
                     spare.Add(next.SpareFaults);
                     parent.Add(id);
                     via.Add(ev);
@@ -150,7 +157,7 @@ public static class Explorer
         {
             if (!byKey.TryGetValue(hash, out var s)) return -1;
             for (; s >= 0; s = sameKey[s])
-                if (World.Covers(spare[s], budgets)) return s;
+                if (subsume ? World.Covers(spare[s], budgets) : spare[s] == budgets) return s;
             return -1;
         }
 
@@ -217,10 +224,10 @@ public static class Explorer
 
     // ---------------------------------------------------------------- the scopes' worlds
 
-    private static World Initial(ExplorationScope scope, PlantedBug bugs)
+    private static World Initial(ExplorationScope scope, PlantedBug bugs, Random? ids)
     {
         // Ids are generated, not hand-picked: nothing may depend on their spelling.
-        string Fresh(string prefix) => $"{prefix}{Guid.NewGuid():N}"[..(prefix.Length + 8)];
+        string Fresh(string prefix) => prefix + (ids is null ? Guid.NewGuid().ToString("N")[..8] : ids.Next().ToString("x8", System.Globalization.CultureInfo.InvariantCulture));
         var retention = bugs.HasFlag(PlantedBug.TombstonePrunedBeforeRetention) ? -2 * Options.PrepareTimeout : Options.DecisionRetention;
         var coordinators = new List<ExCoordinator>();
         var participants = new List<ExParticipant>();
@@ -286,8 +293,8 @@ public static class Explorer
             Coordinators = coordinators,
             Participants = participants,
             Messages = new List<ExMessage>(),
-            DurableOutcomes = ImmutableSortedDictionary.Create<string, Decision>(StringComparer.Ordinal),
-            RolledBackAttempts = ImmutableSortedSet.Create<string>(StringComparer.Ordinal),
+            DurableOutcomes = new SmallMap<string, Decision>(StringComparer.Ordinal),
+            RolledBackAttempts = new SmallSet<string>(StringComparer.Ordinal),
         };
 
         ExParticipant Counter(ParticipantId id, long initial, string shortage) => new ExParticipant<EscrowCounter, long>(
