@@ -122,7 +122,6 @@ internal sealed class ExParticipant<TResource, TWork> : ExParticipant where TRes
     private readonly TimeSpan _retention;
     private readonly Func<TResource, string> _describe;
     private readonly Action<StateKey, TResource> _resourceKey;
-    private readonly Action<StateKey, TWork> _workKey;
     private readonly Action<string, TResource, IReadOnlyCollection<TWork>> _check;
     private ParticipantMachine<TResource, TWork> _machine;
     private bool _machineShared; // a clone shares the machine until one of them changes it
@@ -136,7 +135,6 @@ internal sealed class ExParticipant<TResource, TWork> : ExParticipant where TRes
         TimeSpan retention,
         Func<TResource, string> describe,
         Action<StateKey, TResource> resourceKey,
-        Action<StateKey, TWork> workKey,
         Action<string, TResource, IReadOnlyCollection<TWork>> check) : base(id)
     {
         _rules = rules;
@@ -144,7 +142,6 @@ internal sealed class ExParticipant<TResource, TWork> : ExParticipant where TRes
         _retention = retention;
         _describe = describe;
         _resourceKey = resourceKey;
-        _workKey = workKey;
         _check = check;
         _durable = new ParticipantRecord<TResource, TWork> { Resource = initial };
         _machine = new ParticipantMachine<TResource, TWork>(rules, CopyOf(_durable), retention);
@@ -157,7 +154,6 @@ internal sealed class ExParticipant<TResource, TWork> : ExParticipant where TRes
         _retention = other._retention;
         _describe = other._describe;
         _resourceKey = other._resourceKey;
-        _workKey = other._workKey;
         _check = other._check;
         _durable = other._durable;
         _machine = other._machine;
@@ -244,9 +240,8 @@ internal sealed class ExParticipant<TResource, TWork> : ExParticipant where TRes
         key.Add(record.Prepared.Count);
         foreach (var (tx, p) in Sorted(record.Prepared))
         {
+            // The work and the coordinator are the transaction's (see Prepare), so the id stands for them.
             key.Add(tx);
-            _workKey(key, p.Work);
-            key.Add(p.Coordinator);
             key.Add(p.PreparedAt);
             key.Add(p.Deadline);
         }

@@ -69,6 +69,7 @@ internal sealed class World
     {
         Now = Now,
         Bugs = Bugs,
+        LeavesOutDeadMessages = LeavesOutDeadMessages,
         TombstoneTime = TombstoneTime,
         CoordinatorCrashes = CoordinatorCrashes,
         ParticipantCrashes = ParticipantCrashes,
@@ -77,8 +78,8 @@ internal sealed class World
         WriteFailures = WriteFailures,
         Resubmits = Resubmits,
         DuplicateActivations = DuplicateActivations,
-        Coordinators = Coordinators.Select(c => c.Clone()).ToList(),
-        Participants = Participants.Select(p => p.Clone()).ToList(),
+        Coordinators = Coordinators.ConvertAll(c => c.Clone()),
+        Participants = Participants.ConvertAll(p => p.Clone()),
         Messages = new List<ExMessage>(Messages),
         DurableOutcomes = DurableOutcomes, // immutable: shared until written
         RolledBackAttempts = RolledBackAttempts,
@@ -87,8 +88,19 @@ internal sealed class World
     private static DateTimeOffset Epoch => Explorer.Epoch;
     private string T => ExMessage.Ms(Now, Epoch);
 
-    private ExCoordinator Coordinator(string tx) => Coordinators.First(c => c.Tx == tx);
-    private ExParticipant Participant(string name) => Participants.First(p => p.Name == name);
+    private ExCoordinator Coordinator(string tx)
+    {
+        foreach (var c in Coordinators)
+            if (c.Tx == tx) return c;
+        throw new KeyNotFoundException($"no coordinator of {tx}");
+    }
+
+    private ExParticipant Participant(string name)
+    {
+        foreach (var p in Participants)
+            if (p.Name == name) return p;
+        throw new KeyNotFoundException($"no participant {name}");
+    }
 
     private void Note(string text) => Notes?.Add(text);
 
@@ -105,15 +117,18 @@ internal sealed class World
     /// the fault budgets in <see cref="SpareFaults"/>, which the explorer compares by subsumption. The budget of
     /// duplicate activations stays in the key: the clock reads it (see <see cref="NextLandmark"/>).
     /// </summary>
-    public void WriteKey(StateKey key)
+    /// <param name="withoutDead">Write the form of this state with its dead messages left out (to compare a search
+    /// that keeps them with one that does not).</param>
+    public void WriteKey(StateKey key, bool withoutDead = false)
     {
         key.Clear();
         key.Add(Now);
         key.Add(DuplicateActivations);
         foreach (var c in Coordinators) c.WriteKey(key);
         foreach (var p in Participants) p.WriteKey(key);
-        key.Add(Messages.Count);
-        foreach (var m in Messages) key.Add(m.Id);
+        key.Add(withoutDead ? Messages.Count(m => !IsDead(m)) : Messages.Count);
+        foreach (var m in Messages)
+            if (!withoutDead || !IsDead(m)) key.Add(m.Id);
         key.Add(DurableOutcomes.Count);
         foreach (var (k, v) in DurableOutcomes.Entries) { key.Add(k); key.Add((int)v); }
         key.Add(RolledBackAttempts.Count);
@@ -329,20 +344,55 @@ internal sealed class World
             default:
                 throw new InvalidOperationException($"unknown event {ev}");
         }
+        if (LeavesOutDeadMessages) LeaveOutDeadMessages();
+    }
+
+    /// <summary>Whether messages that can change nothing any more are taken out of flight (see below).</summary>
+    public required bool LeavesOutDeadMessages { get; init; }
+
+    /// <summary>
+    /// A vote to a coordinator with a durable record, and an acknowledgement to one whose durable record is
+    /// complete, can change nothing any more: a vote counts only while its coordinator prepares, which it never
+    /// does again once a decision is durable (a restart loads that decision); an acknowledgement counts only for
+    /// an entry not yet acknowledged, and a completed record has them all. No timer waits on either kind, and
+    /// the checks read no message. So a state with such a message in flight behaves as the state without it,
+    /// but for deliveries that change nothing and faults that only spend a budget: it is left out.
+    /// Votes of a duplicate activation go to that activation and stay.
+    /// </summary>
+    private void LeaveOutDeadMessages()
+    {
+        for (var i = Messages.Count - 1; i >= 0; i--)
+        {
+            if (!IsDead(Messages[i])) continue;
+            Note($"    ({Messages[i].Describe(Epoch)} can change nothing any more: left out)");
+            Messages.RemoveAt(i);
+        }
+    }
+
+    private bool IsDead(ExMessage m)
+    {
+        var durable = Coordinator(m.Tx).Durable;
+        return m.Kind switch
+        {
+            MessageKind.Vote => !m.Duplicate && durable is not null,
+            MessageKind.Ack => durable is { IsCompleted: true },
+            _ => false,
+        };
     }
 
     private void Take(ExMessage message)
     {
-        var i = Messages.FindIndex(m => m.Key == message.Key);
-        if (i < 0) throw new InvalidOperationException($"{message.Key} is not in flight");
+        var i = 0;
+        while (i < Messages.Count && Messages[i].Key != message.Key) i++;
+        if (i == Messages.Count) throw new InvalidOperationException($"{message.Key} is not in flight");
         Messages.RemoveAt(i);
     }
 
     private void Send(ExMessage message)
     {
-        var i = Messages.FindIndex(m => string.CompareOrdinal(m.Key, message.Key) > 0);
-        if (i < 0) Messages.Add(message);
-        else Messages.Insert(i, message);
+        var i = 0;
+        while (i < Messages.Count && string.CompareOrdinal(Messages[i].Key, message.Key) <= 0) i++;
+        Messages.Insert(i, message);
     }
 
     // ---------------------------------------------------------------- coordinator host
