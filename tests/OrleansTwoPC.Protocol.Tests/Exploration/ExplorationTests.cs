@@ -177,11 +177,14 @@ public sealed class ExplorationReductionTests(ITestOutputHelper output)
     /// it checks every state that search checks and decides termination on the same forms, in fewer states.
     /// </summary>
     [Theory]
-    [InlineData(Reductions.Subsumption)]
-    [InlineData(Reductions.DeadMessages)]
-    public void AReduction_ReachesEveryFormTheSearchWithoutItReaches_InFewerStates(Reductions reduction)
+    [InlineData(Reductions.Subsumption, false)]
+    [InlineData(Reductions.DeadMessages, false)]
+    [InlineData(Reductions.Subsumption, true)]
+    [InlineData(Reductions.DeadMessages, true)]
+    public void AReduction_ReachesEveryFormTheSearchWithoutItReaches_InFewerStates(Reductions reduction, bool attempts)
     {
-        var scope = ExplorationScope.OneTransactionOneParticipant(new FaultBudgets(1, 1, 1, 1, 1, 0, 0));
+        // Every fault of one attempt; or those that start another attempt, where an old attempt's vote meets a new one.
+        var scope = ExplorationScope.OneTransactionOneParticipant(attempts ? new FaultBudgets(1, 0, 0, 1, 0, 1, 0) : new FaultBudgets(1, 1, 1, 1, 1, 0, 0));
         var withoutForms = new HashSet<UInt128>();
         var withForms = new HashSet<UInt128>();
         var seed = Random.Shared.Next();
