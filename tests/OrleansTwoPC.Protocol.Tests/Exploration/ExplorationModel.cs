@@ -1,6 +1,5 @@
 using System.Globalization;
 using System.Reflection;
-using System.Text;
 using OrleansTwoPC.Protocol.Coordinator;
 using OrleansTwoPC.Protocol.Participant;
 using OrleansTwoPC.Protocol.Resources;
@@ -71,6 +70,11 @@ public sealed record ExMessage(
     /// <summary>The reason's words do not change what happens next; only an unknown resource does.</summary>
     public string Key { get; } = $"{Kind}|{Tx}|{Participant}|{Deadline?.UtcTicks}|{Vote}|{Reason == Refusals.UnknownResource}|{Decision}|{Attempt}|{Duplicate}";
 
+    /// <summary>The key hashed once, at send: what a state's canonical form holds for this message.</summary>
+    public UInt128 Id => _id ??= Hash128.Of(System.Runtime.InteropServices.MemoryMarshal.AsBytes(Key.AsSpan()));
+
+    private UInt128? _id;
+
     public string Describe(DateTimeOffset epoch) => Kind switch
     {
         MessageKind.Prepare => $"prepare {Tx} (deadline t={Ms(Deadline, epoch)}) to {Participant}{(Duplicate ? " from the duplicate activation" : "")}",
@@ -106,7 +110,7 @@ internal abstract class ExParticipant(ParticipantId id)
     public abstract IEnumerable<(string Tx, Decision Outcome, DateTimeOffset KeepUntil)> DurableDecided { get; }
     public abstract ParticipantTransactionStatus DurableStatus(string tx);
     public abstract void Check();
-    public abstract void AppendKey(StringBuilder key);
+    public abstract void WriteKey(StateKey key);
     public abstract string Describe(DateTimeOffset epoch);
 }
 
@@ -115,10 +119,11 @@ internal sealed class ExParticipant<TResource, TWork> : ExParticipant where TRes
     private readonly IResourceRules<TResource, TWork> _rules;
     private readonly Func<string, TWork> _workOf;
     private readonly TimeSpan _retention;
-    private readonly Func<TResource, string> _resourceKey;
-    private readonly Func<TWork, string> _workKey;
+    private readonly Func<TResource, string> _describe;
+    private readonly Action<StateKey, TResource> _resourceKey;
     private readonly Action<string, TResource, IReadOnlyCollection<TWork>> _check;
     private ParticipantMachine<TResource, TWork> _machine;
+    private bool _machineShared; // a clone shares the machine until one of them changes it
     private ParticipantRecord<TResource, TWork> _durable; // never mutated: replaced by a copy on every write
 
     public ExParticipant(
@@ -127,15 +132,15 @@ internal sealed class ExParticipant<TResource, TWork> : ExParticipant where TRes
         TResource initial,
         Func<string, TWork> workOf,
         TimeSpan retention,
-        Func<TResource, string> resourceKey,
-        Func<TWork, string> workKey,
+        Func<TResource, string> describe,
+        Action<StateKey, TResource> resourceKey,
         Action<string, TResource, IReadOnlyCollection<TWork>> check) : base(id)
     {
         _rules = rules;
         _workOf = workOf;
         _retention = retention;
+        _describe = describe;
         _resourceKey = resourceKey;
-        _workKey = workKey;
         _check = check;
         _durable = new ParticipantRecord<TResource, TWork> { Resource = initial };
         _machine = new ParticipantMachine<TResource, TWork>(rules, CopyOf(_durable), retention);
@@ -146,11 +151,21 @@ internal sealed class ExParticipant<TResource, TWork> : ExParticipant where TRes
         _rules = other._rules;
         _workOf = other._workOf;
         _retention = other._retention;
+        _describe = other._describe;
         _resourceKey = other._resourceKey;
-        _workKey = other._workKey;
         _check = other._check;
         _durable = other._durable;
-        _machine = new ParticipantMachine<TResource, TWork>(_rules, other._machine.CopyRecord(), _retention);
+        _machine = other._machine;
+        _machineShared = other._machineShared = true;
+    }
+
+    /// <summary>The machine, to be changed: copied first while a clone shares it.</summary>
+    private ParticipantMachine<TResource, TWork> Own()
+    {
+        if (!_machineShared) return _machine;
+        _machine = new ParticipantMachine<TResource, TWork>(_rules, _machine.CopyRecord(), _retention);
+        _machineShared = false;
+        return _machine;
     }
 
     public override ExParticipant Clone() => new ExParticipant<TResource, TWork>(this);
@@ -160,18 +175,20 @@ internal sealed class ExParticipant<TResource, TWork> : ExParticipant where TRes
 
     public override PrepareResult Prepare(string tx, DateTimeOffset deadline, DateTimeOffset now, PlantedBug bugs)
     {
+        var machine = Own();
         if (bugs.HasFlag(PlantedBug.LatePrepareAcceptedAfterRollback)
-            && _machine.Record.Decided.TryGetValue(tx, out var decided) && decided.Outcome == Decision.Abort)
-            _machine.Record.Decided.Remove(tx);
-        return _machine.Prepare(tx, coordinator: tx, _workOf(tx), deadline, now);
+            && machine.Record.Decided.TryGetValue(tx, out var decided) && decided.Outcome == Decision.Abort)
+            machine.Record.Decided.Remove(tx);
+        return machine.Prepare(tx, coordinator: tx, _workOf(tx), deadline, now);
     }
 
     public override DecisionResult Apply(string tx, Decision decision, DateTimeOffset? deadline, bool inquiryAnswer, PlantedBug bugs, DateTimeOffset now)
     {
         // Like ParticipantGrain: phase two calls Commit with the record's deadline, an inquiry answer Resolve.
-        if (bugs.HasFlag(PlantedBug.IgnoreAttempts)) return decision == Decision.Commit ? _machine.Commit(tx, now) : _machine.Rollback(tx, now);
-        if (inquiryAnswer) return _machine.Resolve(tx, decision, deadline, now);
-        return decision == Decision.Commit ? _machine.Commit(tx, now, deadline) : _machine.Rollback(tx, now);
+        var machine = Own();
+        if (bugs.HasFlag(PlantedBug.IgnoreAttempts)) return decision == Decision.Commit ? machine.Commit(tx, now) : machine.Rollback(tx, now);
+        if (inquiryAnswer) return machine.Resolve(tx, decision, deadline, now);
+        return decision == Decision.Commit ? machine.Commit(tx, now, deadline) : machine.Rollback(tx, now);
     }
 
     public override void Persist() => _durable = _machine.CopyRecord();
@@ -181,6 +198,7 @@ internal sealed class ExParticipant<TResource, TWork> : ExParticipant where TRes
         var reloaded = CopyOf(_durable);
         if (bugs.HasFlag(PlantedBug.ForgetPrepareOnRestart)) reloaded.Prepared.Clear();
         _machine = new ParticipantMachine<TResource, TWork>(_rules, reloaded, _retention);
+        _machineShared = false;
     }
 
     public override IEnumerable<(string Tx, DateTimeOffset PreparedAt, DateTimeOffset Deadline)> LivePrepared =>
@@ -209,27 +227,39 @@ internal sealed class ExParticipant<TResource, TWork> : ExParticipant where TRes
         }
     }
 
-    public override void AppendKey(StringBuilder key)
+    public override void WriteKey(StateKey key)
     {
-        key.Append(Name).Append('{');
-        AppendRecord(key, _machine.Record);
-        key.Append("}{");
-        AppendRecord(key, _durable);
-        key.Append('}');
+        WriteRecord(key, _machine.Record);
+        WriteRecord(key, _durable);
     }
 
-    private void AppendRecord(StringBuilder key, ParticipantRecord<TResource, TWork> record)
+    private void WriteRecord(StateKey key, ParticipantRecord<TResource, TWork> record)
     {
-        key.Append(_resourceKey(record.Resource));
-        foreach (var (tx, p) in record.Prepared.OrderBy(p => p.Key, StringComparer.Ordinal))
-            key.Append("|P:").Append(tx).Append(',').Append(_workKey(p.Work)).Append(',').Append(p.Coordinator)
-                .Append(',').Append(p.PreparedAt.UtcTicks).Append(',').Append(p.Deadline.UtcTicks);
-        foreach (var (tx, d) in record.Decided.OrderBy(d => d.Key, StringComparer.Ordinal))
-            key.Append("|D:").Append(tx).Append(',').Append(d.Outcome).Append(',').Append(d.Deadline?.UtcTicks).Append(',').Append(d.KeepUntil.UtcTicks);
+        _resourceKey(key, record.Resource);
+        key.Add(record.Prepared.Count);
+        foreach (var (tx, p) in Sorted(record.Prepared))
+        {
+            // The work and the coordinator are the transaction's (see Prepare), so the id stands for them.
+            key.Add(tx);
+            key.Add(p.PreparedAt);
+            key.Add(p.Deadline);
+        }
+        key.Add(record.Decided.Count);
+        foreach (var (tx, d) in Sorted(record.Decided))
+        {
+            key.Add(tx);
+            key.Add((int)d.Outcome);
+            key.Add(d.Deadline);
+            key.Add(d.KeepUntil);
+        }
     }
+
+    /// <summary>Entries in key order; the common case of one entry allocates nothing.</summary>
+    private static IEnumerable<KeyValuePair<string, T>> Sorted<T>(Dictionary<string, T> entries) =>
+        entries.Count <= 1 ? entries : entries.OrderBy(e => e.Key, StringComparer.Ordinal);
 
     public override string Describe(DateTimeOffset epoch) =>
-        $"{Name}: {_resourceKey(_durable.Resource)}; durably prepared [{string.Join(",", _durable.Prepared.Keys)}]; durably decided [{string.Join(",", _durable.Decided.Select(d => $"{d.Key}={d.Value.Outcome}"))}]" +
+        $"{Name}: {_describe(_durable.Resource)}; durably prepared [{string.Join(",", _durable.Prepared.Keys)}]; durably decided [{string.Join(",", _durable.Decided.Select(d => $"{d.Key}={d.Value.Outcome}"))}]" +
         $"; live prepared [{string.Join(",", _machine.Record.Prepared.Keys)}]";
 }
 
@@ -239,17 +269,39 @@ internal sealed class ExParticipant<TResource, TWork> : ExParticipant where TRes
 /// explorer's record of what was said about the transaction.</summary>
 internal sealed class ExCoordinator
 {
-    private static readonly MethodInfo PhaseSetter = typeof(CoordinatorMachine).GetProperty(nameof(CoordinatorMachine.Phase))!.GetSetMethod(nonPublic: true)!;
-    private static readonly MethodInfo RecordSetter = typeof(CoordinatorMachine).GetProperty(nameof(CoordinatorMachine.Record))!.GetSetMethod(nonPublic: true)!;
+    private static readonly Action<CoordinatorMachine, CoordinatorPhase> SetPhase = Setter<CoordinatorPhase>(nameof(CoordinatorMachine.Phase));
+    private static readonly Action<CoordinatorMachine, CoordinatorRecord> SetRecord = Setter<CoordinatorRecord>(nameof(CoordinatorMachine.Record));
+
+    private static Action<CoordinatorMachine, T> Setter<T>(string property) => typeof(CoordinatorMachine).GetProperty(property)!
+        .GetSetMethod(nonPublic: true)!.CreateDelegate<Action<CoordinatorMachine, T>>();
 
     public required string Tx { get; init; }
     public required IReadOnlyList<ParticipantId> Participants { get; init; }
-    public required CoordinatorMachine Machine { get; set; }
+    /// <summary>The live machine, to be read; <see cref="Live"/> to be changed.</summary>
+    public required CoordinatorMachine Machine
+    {
+        get => _machine;
+        set { _machine = value; _machineShared = false; }
+    }
+
+    /// <summary>The live machine, to be changed: copied first while a clone shares it.</summary>
+    public CoordinatorMachine Live
+    {
+        get
+        {
+            if (_machineShared) Machine = CloneMachine(_machine);
+            return _machine;
+        }
+    }
+
+    private CoordinatorMachine _machine = null!;
+    private bool _machineShared; // a clone shares the machine until one of them changes it
+
     public CoordinatorRecord? Durable { get; set; } // never mutated: replaced by a copy on every write
     public CoordinatorRecord? WriteInFlight { get; set; }
     public bool WriteIsCompletion { get; set; }
     public bool PrepareTimer { get; set; }
-    public SortedDictionary<string, int> Attempts { get; init; } = new(StringComparer.Ordinal);
+    public SmallMap<string, int> Attempts { get; set; } = new(StringComparer.Ordinal);
     public bool Submitted { get; set; }
 
     public bool ClientWaiting { get; set; }
@@ -259,29 +311,34 @@ internal sealed class ExCoordinator
     public bool AbortAnswered { get; set; }
 
     /// <summary>Every prepare deadline (attempt) issued so far, by any activation.</summary>
-    public SortedSet<long> IssuedDeadlines { get; init; } = new();
+    public SmallSet<long> IssuedDeadlines { get; set; } = new(Comparer<long>.Default);
 
     public CoordinatorMachine? Duplicate { get; set; }
     public bool DuplicateTimer { get; set; }
 
-    public ExCoordinator Clone() => new()
+    public ExCoordinator Clone()
     {
-        Tx = Tx,
-        Participants = Participants,
-        Machine = CloneMachine(Machine),
-        Durable = Durable,
-        WriteInFlight = WriteInFlight,
-        WriteIsCompletion = WriteIsCompletion,
-        PrepareTimer = PrepareTimer,
-        Attempts = new SortedDictionary<string, int>(Attempts, StringComparer.Ordinal),
-        Submitted = Submitted,
-        ClientWaiting = ClientWaiting,
-        ClientTold = ClientTold,
-        AbortAnswered = AbortAnswered,
-        IssuedDeadlines = new SortedSet<long>(IssuedDeadlines),
-        Duplicate = Duplicate is null ? null : CloneMachine(Duplicate),
-        DuplicateTimer = DuplicateTimer,
-    };
+        _machineShared = true;
+        return new ExCoordinator
+        {
+            Tx = Tx,
+            Participants = Participants,
+            Machine = _machine,
+            _machineShared = true,
+            Durable = Durable,
+            WriteInFlight = WriteInFlight,
+            WriteIsCompletion = WriteIsCompletion,
+            PrepareTimer = PrepareTimer,
+            Attempts = Attempts,
+            Submitted = Submitted,
+            ClientWaiting = ClientWaiting,
+            ClientTold = ClientTold,
+            AbortAnswered = AbortAnswered,
+            IssuedDeadlines = IssuedDeadlines,
+            Duplicate = Duplicate is null ? null : CloneMachine(Duplicate),
+            DuplicateTimer = DuplicateTimer,
+        };
+    }
 
     /// <summary>
     /// The machine has no public way to take a volatile phase (Preparing, Deciding, InDoubt, Completing) from
@@ -291,8 +348,8 @@ internal sealed class ExCoordinator
     private static CoordinatorMachine CloneMachine(CoordinatorMachine machine)
     {
         var copy = new CoordinatorMachine(machine.TransactionId, Explorer.Options, null);
-        RecordSetter.Invoke(copy, new object[] { CopyRecord(machine.Record) });
-        PhaseSetter.Invoke(copy, new object[] { machine.Phase });
+        SetRecord(copy, CopyRecord(machine.Record));
+        SetPhase(copy, machine.Phase);
         return copy;
     }
 
@@ -303,14 +360,14 @@ internal sealed class ExCoordinator
         Decision = r.Decision,
         Order = r.Order,
         AbortReason = r.AbortReason,
-        Participants = r.Participants.Select(p => new ParticipantEntry
+        Participants = r.Participants.ConvertAll(p => new ParticipantEntry
         {
             Participant = p.Participant,
             Vote = p.Vote,
             Reason = p.Reason,
             Source = p.Source,
             Acknowledged = p.Acknowledged,
-        }).ToList(),
+        }),
         StartedAt = r.StartedAt,
         PrepareDeadline = r.PrepareDeadline,
         DecidedAt = r.DecidedAt,
@@ -319,34 +376,45 @@ internal sealed class ExCoordinator
         Heuristic = r.Heuristic,
     };
 
-    public static void AppendRecord(StringBuilder key, CoordinatorRecord? r)
+    public static void WriteRecord(StateKey key, CoordinatorRecord? r)
     {
-        if (r is null) { key.Append("null"); return; }
+        if (r is null) { key.Add(-1); return; }
         // Times and reasons that no rule reads (when it was decided or completed, why it aborted) are left
         // out: states that differ only in them behave alike from here on.
-        key.Append(r.Decision).Append(',').Append(r.StartedAt.UtcTicks).Append(',')
-            .Append(r.PrepareDeadline?.UtcTicks).Append(',').Append(r.CompletedAt is null)
-            .Append(',').Append(r.PresumedAbort).Append(',').Append(r.Heuristic);
+        key.Add((int)r.Decision);
+        key.Add(r.StartedAt);
+        key.Add(r.PrepareDeadline);
+        key.Add(r.CompletedAt is null);
+        key.Add(r.PresumedAbort);
+        key.Add(r.Heuristic);
+        key.Add(r.Participants.Count);
+        // Entries keep the order of Begin's list, so the position names the participant.
         foreach (var p in r.Participants)
-            key.Append('|').Append(p.Participant).Append(',').Append(p.Vote).Append(',').Append(p.Reason == Refusals.UnknownResource).Append(',').Append(p.Source).Append(',').Append(p.Acknowledged);
+        {
+            key.Add(p.Vote is { } vote ? (int)vote : -1);
+            key.Add(p.Reason == Refusals.UnknownResource);
+            key.Add((int)p.Source);
+            key.Add(p.Acknowledged);
+        }
     }
 
-    public void AppendKey(StringBuilder key)
+    public void WriteKey(StateKey key)
     {
-        key.Append(Tx).Append('{').Append(Machine.Phase).Append(':');
-        AppendRecord(key, Machine.Record);
-        key.Append("}{");
-        AppendRecord(key, Durable);
-        key.Append("}{");
-        AppendRecord(key, WriteInFlight);
-        key.Append(WriteIsCompletion).Append(PrepareTimer).Append(Submitted).Append(ClientWaiting).Append(ClientTold).Append(AbortAnswered);
-        foreach (var (p, a) in Attempts) key.Append('|').Append(p).Append('=').Append(a);
-        foreach (var d in IssuedDeadlines) key.Append("|d").Append(d);
+        key.Add((int)Machine.Phase);
+        WriteRecord(key, Machine.Record);
+        WriteRecord(key, Durable);
+        WriteRecord(key, WriteInFlight);
+        key.Add(WriteIsCompletion); key.Add(PrepareTimer); key.Add(Submitted); key.Add(ClientWaiting); key.Add((int)ClientTold); key.Add(AbortAnswered);
+        key.Add(Attempts.Count);
+        foreach (var (p, a) in Attempts.Entries) { key.Add(p); key.Add(a); }
+        key.Add(IssuedDeadlines.Count);
+        foreach (var d in IssuedDeadlines.Items) key.Add(d);
+        key.Add(Duplicate is not null);
         if (Duplicate is not null)
         {
-            key.Append("|dup:").Append(Duplicate.Phase).Append(DuplicateTimer).Append(':');
-            AppendRecord(key, Duplicate.Record);
+            key.Add((int)Duplicate.Phase);
+            key.Add(DuplicateTimer);
+            WriteRecord(key, Duplicate.Record);
         }
-        key.Append('}');
     }
 }

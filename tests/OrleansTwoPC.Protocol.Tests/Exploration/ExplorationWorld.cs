@@ -1,4 +1,4 @@
-using System.Text;
+using System.Runtime.CompilerServices;
 using OrleansTwoPC.Protocol.Coordinator;
 using OrleansTwoPC.Protocol.Participant;
 
@@ -57,10 +57,10 @@ internal sealed class World
     public required List<ExMessage> Messages { get; init; }
 
     /// <summary>Every outcome that reached a participant's disk, by "participant|tx".</summary>
-    public required SortedDictionary<string, Decision> DurableOutcomes { get; init; }
+    public required SmallMap<string, Decision> DurableOutcomes { get; set; }
 
     /// <summary>"participant|tx|deadline" of every attempt a participant had rolled back when it rolled back.</summary>
-    public required SortedSet<string> RolledBackAttempts { get; init; }
+    public required SmallSet<string> RolledBackAttempts { get; set; }
 
     /// <summary>When set, every step says in words what happened (used to print a trace).</summary>
     public List<string>? Notes { get; set; }
@@ -69,6 +69,7 @@ internal sealed class World
     {
         Now = Now,
         Bugs = Bugs,
+        LeavesOutDeadMessages = LeavesOutDeadMessages,
         TombstoneTime = TombstoneTime,
         CoordinatorCrashes = CoordinatorCrashes,
         ParticipantCrashes = ParticipantCrashes,
@@ -77,35 +78,80 @@ internal sealed class World
         WriteFailures = WriteFailures,
         Resubmits = Resubmits,
         DuplicateActivations = DuplicateActivations,
-        Coordinators = Coordinators.Select(c => c.Clone()).ToList(),
-        Participants = Participants.Select(p => p.Clone()).ToList(),
+        Coordinators = Coordinators.ConvertAll(c => c.Clone()),
+        Participants = Participants.ConvertAll(p => p.Clone()),
         Messages = new List<ExMessage>(Messages),
-        DurableOutcomes = new SortedDictionary<string, Decision>(DurableOutcomes, StringComparer.Ordinal),
-        RolledBackAttempts = new SortedSet<string>(RolledBackAttempts, StringComparer.Ordinal),
+        DurableOutcomes = DurableOutcomes, // immutable: shared until written
+        RolledBackAttempts = RolledBackAttempts,
     };
 
     private static DateTimeOffset Epoch => Explorer.Epoch;
     private string T => ExMessage.Ms(Now, Epoch);
 
-    private ExCoordinator Coordinator(string tx) => Coordinators.First(c => c.Tx == tx);
-    private ExParticipant Participant(string name) => Participants.First(p => p.Name == name);
+    private ExCoordinator Coordinator(string tx)
+    {
+        foreach (var c in Coordinators)
+            if (c.Tx == tx) return c;
+        throw new KeyNotFoundException($"no coordinator of {tx}");
+    }
+
+    private ExParticipant Participant(string name)
+    {
+        foreach (var p in Participants)
+            if (p.Name == name) return p;
+        throw new KeyNotFoundException($"no participant {name}");
+    }
 
     private void Note(string text) => Notes?.Add(text);
 
+    /// <summary>Formats the text only when a trace is being printed: exploring, nothing is formatted.</summary>
+    private void Note([InterpolatedStringHandlerArgument("")] ref NoteText text)
+    {
+        if (Notes is not null) Notes.Add(text.ToStringAndClear());
+    }
+
     // ---------------------------------------------------------------- canonical form
 
-    public string Key()
+    /// <summary>
+    /// Writes the canonical form: everything that decides what happens next or what the checks read, except
+    /// the fault budgets in <see cref="SpareFaults"/>, which the explorer compares by subsumption. The budget of
+    /// duplicate activations stays in the key: the clock reads it (see <see cref="NextLandmark"/>).
+    /// </summary>
+    /// <param name="withoutDead">Write the form of this state with its dead messages left out (to compare a search
+    /// that keeps them with one that does not).</param>
+    public void WriteKey(StateKey key, bool withoutDead = false)
     {
-        var key = new StringBuilder(2048);
-        key.Append(Now.UtcTicks).Append('|').Append(CoordinatorCrashes).Append(ParticipantCrashes).Append(Drops).Append(Duplicates)
-            .Append(WriteFailures).Append(Resubmits).Append(DuplicateActivations).Append('\n');
-        foreach (var c in Coordinators) { c.AppendKey(key); key.Append('\n'); }
-        foreach (var p in Participants) { p.AppendKey(key); key.Append('\n'); }
-        foreach (var m in Messages) key.Append(m.Key).Append(';');
-        key.Append('\n');
-        foreach (var (k, v) in DurableOutcomes) key.Append(k).Append('=').Append(v).Append(';');
-        foreach (var k in RolledBackAttempts) key.Append(k).Append(';');
-        return key.ToString();
+        key.Clear();
+        key.Add(Now);
+        key.Add(DuplicateActivations);
+        foreach (var c in Coordinators) c.WriteKey(key);
+        foreach (var p in Participants) p.WriteKey(key);
+        key.Add(withoutDead ? Messages.Count(m => !IsDead(m)) : Messages.Count);
+        foreach (var m in Messages)
+            if (!withoutDead || !IsDead(m)) key.Add(m.Id);
+        key.Add(DurableOutcomes.Count);
+        foreach (var (k, v) in DurableOutcomes.Entries) { key.Add(k); key.Add((int)v); }
+        key.Add(RolledBackAttempts.Count);
+        foreach (var k in RolledBackAttempts.Items) key.Add(k);
+    }
+
+    /// <summary>
+    /// What is left of the budgets that only faults read, one byte each. A state with at least as much of each
+    /// left can do everything this one can: the same events are enabled but for faults, and each leads to the
+    /// same state with budgets no smaller.
+    /// </summary>
+    public long SpareFaults =>
+        Byte(CoordinatorCrashes) | Byte(ParticipantCrashes) << 8 | Byte(Drops) << 16 | Byte(Duplicates) << 24
+        | Byte(WriteFailures) << 32 | Byte(Resubmits) << 40;
+
+    private static long Byte(int budget) => budget is >= 0 and <= 255 ? budget : throw new ArgumentOutOfRangeException(nameof(budget), budget, "a budget is 0 to 255");
+
+    /// <summary>Whether budgets <paramref name="more"/> are at least <paramref name="less"/> in every kind.</summary>
+    public static bool Covers(long more, long less)
+    {
+        for (var shift = 0; shift < 48; shift += 8)
+            if ((more >> shift & 0xff) < (less >> shift & 0xff)) return false;
+        return true;
     }
 
     // ---------------------------------------------------------------- enabled events
@@ -229,7 +275,7 @@ internal sealed class World
                 var c = Coordinator(f.Tx);
                 c.PrepareTimer = false;
                 Note($"t={T}: prepare deadline of {f.Tx} passes");
-                Execute(c, c.Machine.OnPrepareDeadline(Now));
+                Execute(c, c.Live.OnPrepareDeadline(Now));
                 break;
             }
             case FirePrepareTimer f:
@@ -244,7 +290,7 @@ internal sealed class World
             {
                 var c = Coordinator(r.Tx);
                 Note($"t={T}: no acknowledgement from {r.Participant} for {r.Tx}: phase-two retry");
-                Execute(c, c.Machine.OnDecisionDeliveryFailed(ParticipantId.Parse(r.Participant), c.Attempts.GetValueOrDefault(r.Participant, 1)));
+                Execute(c, c.Live.OnDecisionDeliveryFailed(ParticipantId.Parse(r.Participant), c.Attempts.GetValueOrDefault(r.Participant, 1)));
                 break;
             }
             case FinishWrite w:
@@ -268,7 +314,7 @@ internal sealed class World
             {
                 var c = Coordinator(r.Tx);
                 Note($"t={T}: recovery tick of {r.Tx}");
-                Execute(c, c.Machine.Resume(Now));
+                Execute(c, c.Live.Resume(Now));
                 break;
             }
             case CrashParticipant crash:
@@ -291,27 +337,62 @@ internal sealed class World
                 Note($"t={T}: DUPLICATE activation of the coordinator of {s.Tx} begins (it loaded no record)");
                 c.Duplicate = new CoordinatorMachine(c.Tx, Explorer.Options, null);
                 var actions = c.Duplicate.Begin($"fp-{c.Tx}", c.Participants, Now);
-                c.IssuedDeadlines.Add(c.Duplicate.Record.PrepareDeadline!.Value.UtcTicks);
+                c.IssuedDeadlines = c.IssuedDeadlines.Add(c.Duplicate.Record.PrepareDeadline!.Value.UtcTicks);
                 ExecuteDuplicate(c, actions);
                 break;
             }
             default:
                 throw new InvalidOperationException($"unknown event {ev}");
         }
+        if (LeavesOutDeadMessages) LeaveOutDeadMessages();
+    }
+
+    /// <summary>Whether messages that can change nothing any more are taken out of flight (see below).</summary>
+    public required bool LeavesOutDeadMessages { get; init; }
+
+    /// <summary>
+    /// A vote to a coordinator with a durable record, and an acknowledgement to one whose durable record is
+    /// complete, can change nothing any more: a vote counts only while its coordinator prepares, which it never
+    /// does again once a decision is durable (a restart loads that decision); an acknowledgement counts only for
+    /// an entry not yet acknowledged, and a completed record has them all. No timer waits on either kind, and
+    /// the checks read no message. So a state with such a message in flight behaves as the state without it,
+    /// but for deliveries that change nothing and faults that only spend a budget: it is left out.
+    /// Votes of a duplicate activation go to that activation and stay.
+    /// </summary>
+    private void LeaveOutDeadMessages()
+    {
+        for (var i = Messages.Count - 1; i >= 0; i--)
+        {
+            if (!IsDead(Messages[i])) continue;
+            Note($"    ({Messages[i].Describe(Epoch)} can change nothing any more: left out)");
+            Messages.RemoveAt(i);
+        }
+    }
+
+    private bool IsDead(ExMessage m)
+    {
+        var durable = Coordinator(m.Tx).Durable;
+        return m.Kind switch
+        {
+            MessageKind.Vote => !m.Duplicate && durable is not null,
+            MessageKind.Ack => durable is { IsCompleted: true },
+            _ => false,
+        };
     }
 
     private void Take(ExMessage message)
     {
-        var i = Messages.FindIndex(m => m.Key == message.Key);
-        if (i < 0) throw new InvalidOperationException($"{message.Key} is not in flight");
+        var i = 0;
+        while (i < Messages.Count && Messages[i].Key != message.Key) i++;
+        if (i == Messages.Count) throw new InvalidOperationException($"{message.Key} is not in flight");
         Messages.RemoveAt(i);
     }
 
     private void Send(ExMessage message)
     {
-        var i = Messages.FindIndex(m => string.CompareOrdinal(m.Key, message.Key) > 0);
-        if (i < 0) Messages.Add(message);
-        else Messages.Insert(i, message);
+        var i = 0;
+        while (i < Messages.Count && string.CompareOrdinal(Messages[i].Key, message.Key) <= 0) i++;
+        Messages.Insert(i, message);
     }
 
     // ---------------------------------------------------------------- coordinator host
@@ -322,8 +403,8 @@ internal sealed class World
         // Like the grain: only an idle coordinator begins; otherwise the recorded outcome is returned.
         if (c.Machine.Phase != CoordinatorPhase.Idle) return;
         c.ClientWaiting = true;
-        var actions = c.Machine.Begin($"fp-{c.Tx}", c.Participants, Now);
-        c.IssuedDeadlines.Add(c.Machine.Record.PrepareDeadline!.Value.UtcTicks);
+        var actions = c.Live.Begin($"fp-{c.Tx}", c.Participants, Now);
+        c.IssuedDeadlines = c.IssuedDeadlines.Add(c.Machine.Record.PrepareDeadline!.Value.UtcTicks);
         Execute(c, actions);
     }
 
@@ -331,10 +412,10 @@ internal sealed class World
     {
         c.WriteInFlight = null;
         c.PrepareTimer = false;
-        c.Attempts.Clear();
+        c.Attempts = c.Attempts.Clear();
         c.Machine = new CoordinatorMachine(c.Tx, Explorer.Options, c.Durable is null ? null : ExCoordinator.CopyRecord(c.Durable));
         Note($"    the coordinator of {c.Tx} restarts in {c.Machine.Phase}");
-        if (c.Machine.Phase == CoordinatorPhase.Decided) Execute(c, c.Machine.Resume(Now));
+        if (c.Machine.Phase == CoordinatorPhase.Decided) Execute(c, c.Live.Resume(Now));
     }
 
     private void FinishWriteOf(ExCoordinator c, WriteOutcome outcome)
@@ -349,13 +430,13 @@ internal sealed class World
         if (Bugs.HasFlag(PlantedBug.DecisionNotForcedBeforePhaseTwo) && !completion) return; // the machine was told long ago
         if (outcome == WriteOutcome.Written)
         {
-            if (completion) c.Machine.OnCompletionPersisted();
-            else Execute(c, c.Machine.OnDecisionPersisted());
+            if (completion) c.Live.OnCompletionPersisted();
+            else Execute(c, c.Live.OnDecisionPersisted());
         }
-        else if (completion) c.Machine.OnCompletionPersistFailed();
+        else if (completion) c.Live.OnCompletionPersistFailed();
         else
         {
-            c.Machine.OnDecisionPersistFailed();
+            c.Live.OnDecisionPersistFailed();
             c.ClientWaiting = false; // the client hears "in doubt"
         }
     }
@@ -397,7 +478,7 @@ internal sealed class World
                     if (Bugs.HasFlag(PlantedBug.SendDecisionBeforeItIsDurable))
                         foreach (var p in c.Machine.Record.Participants)
                             Send(new ExMessage(MessageKind.Decision, c.Tx, p.Participant, c.Machine.Record.PrepareDeadline, Decision: persist.Decision, Attempt: 1));
-                    if (Bugs.HasFlag(PlantedBug.DecisionNotForcedBeforePhaseTwo)) Execute(c, c.Machine.OnDecisionPersisted());
+                    if (Bugs.HasFlag(PlantedBug.DecisionNotForcedBeforePhaseTwo)) Execute(c, c.Live.OnDecisionPersisted());
                     break;
                 case ReplyToClient reply:
                     Note($"    the client is told {reply.Outcome.Decision}");
@@ -409,7 +490,7 @@ internal sealed class World
                 case SendDecision send:
                     if (send.Decision != c.Durable?.Decision)
                         throw new ExplorationViolation($"validity: {send.Decision} of {c.Tx} sent to {send.Participant} before it was durable (durable: {c.Durable?.Decision.ToString() ?? "none"})");
-                    c.Attempts[send.Participant.ToString()] = send.Attempt;
+                    c.Attempts = c.Attempts.SetItem(send.Participant.ToString(), send.Attempt);
                     Send(new ExMessage(MessageKind.Decision, c.Tx, send.Participant.ToString(), c.Machine.Record.PrepareDeadline, Decision: send.Decision, Attempt: send.Attempt));
                     break;
                 case PersistCompletion:
@@ -462,7 +543,7 @@ internal sealed class World
             case MessageKind.Ack:
             {
                 var c = Coordinator(m.Tx);
-                Execute(c, c.Machine.OnDecisionAcknowledged(ParticipantId.Parse(m.Participant), Now));
+                Execute(c, c.Live.OnDecisionAcknowledged(ParticipantId.Parse(m.Participant), Now));
                 break;
             }
             case MessageKind.Inquiry: OnInquiry(m); break;
@@ -481,7 +562,7 @@ internal sealed class World
         // Weaker than the grain, which takes a vote only as the reply of its own activation's call: here a vote
         // reaches whichever activation is current, and the deadline it names is all that binds it to its attempt.
         var attempt = Bugs.HasFlag(PlantedBug.VoteNotBoundToItsAttempt) ? null : m.Deadline;
-        Execute(c, c.Machine.OnVote(ParticipantId.Parse(m.Participant), m.Vote, m.Reason, Now, attempt));
+        Execute(c, c.Live.OnVote(ParticipantId.Parse(m.Participant), m.Vote, m.Reason, Now, attempt));
     }
 
     private void OnInquiry(ExMessage m)
@@ -496,7 +577,7 @@ internal sealed class World
         }
         else
         {
-            var result = c.Machine.OnInquiry(Now);
+            var result = c.Live.OnInquiry(Now);
             Execute(c, result.Actions);
             if (result.Pending) { Note("    the coordinator cannot answer yet"); return; }
             answer = result.Decision;
@@ -547,8 +628,8 @@ internal sealed class World
             if (DurableOutcomes.TryGetValue(key, out var before) && before != outcome)
                 throw new ExplorationViolation($"atomicity: the durable outcome of {tx} at {p.Name} changed from {before} to {outcome}");
             if (outcome == Decision.Abort && !DurableOutcomes.ContainsKey(key))
-                foreach (var d in Coordinator(tx).IssuedDeadlines) RolledBackAttempts.Add($"{p.Name}|{tx}|{d}");
-            DurableOutcomes[key] = outcome;
+                foreach (var d in Coordinator(tx).IssuedDeadlines.Items) RolledBackAttempts = RolledBackAttempts.Add($"{p.Name}|{tx}|{d}");
+            DurableOutcomes = DurableOutcomes.SetItem(key, outcome);
         }
     }
 
@@ -561,7 +642,7 @@ internal sealed class World
         foreach (var c in Coordinators)
         {
             var durable = c.Durable?.Decision ?? Decision.None;
-            var outcomes = c.Participants.Select(p => DurableOutcomes.GetValueOrDefault($"{p}|{c.Tx}")).ToList();
+            var outcomes = c.Participants.Select(p => DurableOutcomes.GetValueOrDefault($"{p}|{c.Tx}", Decision.None)).ToList();
             if (outcomes.Contains(Decision.Commit) && outcomes.Contains(Decision.Abort))
                 throw new ExplorationViolation($"atomicity: {c.Tx} is committed at one participant and aborted at another");
             foreach (var (p, outcome) in c.Participants.Zip(outcomes))
@@ -596,4 +677,25 @@ internal sealed class World
         Coordinators.Select(c => $"{c.Tx}: phase {c.Machine.Phase}, durable {c.Durable?.Decision.ToString() ?? "none"}{(c.Durable?.PresumedAbort == true ? " (presumed)" : "")}, completed {c.Durable?.IsCompleted == true}")
             .Concat(Participants.Select(p => p.Describe(Epoch)))
             .Append($"in flight: {(Messages.Count == 0 ? "nothing" : string.Join("; ", Messages.Select(m => m.Describe(Epoch))))}");
+}
+
+/// <summary>The text of a note, built only when the world keeps notes.</summary>
+[InterpolatedStringHandler]
+internal ref struct NoteText
+{
+    private DefaultInterpolatedStringHandler _text;
+
+    public NoteText(int literalLength, int formattedCount, World world, out bool keep)
+    {
+        keep = world.Notes is not null;
+        _text = keep ? new DefaultInterpolatedStringHandler(literalLength, formattedCount) : default;
+    }
+
+    public void AppendLiteral(string value) => _text.AppendLiteral(value);
+
+    public void AppendFormatted<T>(T value) => _text.AppendFormatted(value);
+
+    public void AppendFormatted<T>(T value, string? format) => _text.AppendFormatted(value, format);
+
+    public string ToStringAndClear() => _text.ToStringAndClear();
 }

@@ -1,11 +1,20 @@
 using System.Diagnostics;
-using System.Runtime.InteropServices;
-using System.Security.Cryptography;
-using System.Text;
 using OrleansTwoPC.Protocol.Participant;
 using OrleansTwoPC.Protocol.Resources;
 
 namespace OrleansTwoPC.Protocol.Tests.Exploration;
+
+/// <summary>State-space reductions, each sound for every property checked (see docs/design.md).</summary>
+[Flags]
+public enum Reductions
+{
+    None = 0,
+    /// <summary>A state is not explored when one of the same form with budgets at least as large was.</summary>
+    Subsumption = 1 << 0,
+    /// <summary>Messages that can change nothing any more are taken out of flight.</summary>
+    DeadMessages = 1 << 1,
+    All = Subsumption | DeadMessages,
+}
 
 /// <summary>What is explored: the transactions, who takes part, and the fault budgets.</summary>
 public sealed record ExplorationScope(string Name, FaultBudgets Budgets, bool CompetingForOneSku, bool WithAccount, bool WithShipment = true)
@@ -58,12 +67,24 @@ public static class Explorer
         InDoubtTimeout = TimeSpan.FromSeconds(1),
     };
 
-    public static ExplorationResult Run(ExplorationScope scope, PlantedBug bugs = PlantedBug.None, int maxStates = 3_000_000)
+    /// <param name="reductions">Which reductions are on (all by default; the tests compare with them off).</param>
+    /// <param name="forms">When given, receives the canonical form of every state explored, with dead messages left
+    /// out, so that searches with and without <see cref="Reductions.DeadMessages"/> can be compared.</param>
+    /// <param name="idSeed">When given, the ids are drawn from a random generator with this seed, so that two runs
+    /// name everything alike and their forms can be compared.</param>
+    public static ExplorationResult Run(ExplorationScope scope, PlantedBug bugs = PlantedBug.None, int maxStates = 3_000_000,
+        Reductions reductions = Reductions.All, ISet<UInt128>? forms = null, int? idSeed = null)
     {
         var clock = Stopwatch.StartNew();
-        var initial = Initial(scope, bugs);
+        var initial = Initial(scope, bugs, reductions.HasFlag(Reductions.DeadMessages), idSeed is { } seed ? new Random(seed) : null);
+        var subsume = reductions.HasFlag(Reductions.Subsumption);
         initial.Check();
-        var ids = new Dictionary<UInt128, int> { [Hash(initial)] = 0 };
+        // A state is its canonical form and its spare fault budgets. States of one form are chained; a state is
+        // new only if no state of its form seen so far has at least its budgets (it could do everything this one can).
+        var byKey = new Dictionary<UInt128, int> { [Hash(initial)] = 0 };
+        forms?.Add(Hash(initial, withoutDead: true));
+        var sameKey = new List<int> { -1 };
+        var spare = new List<long> { initial.SpareFaults };
         var parent = new List<int> { -1 };
         var via = new List<ExEvent?> { null };
         var depth = new List<int> { 0 };
@@ -88,22 +109,26 @@ public static class Explorer
                 {
                     next.Apply(ev);
                     hash = Hash(next);
-                    // A state seen before was checked when first reached; the check reads only what its key holds.
-                    if (!ids.TryGetValue(hash, out nextId)) next.Check();
+                    nextId = Covering(hash, next.SpareFaults);
+                    // A state covered by one seen before has the same canonical form, so that one's check holds for it.
+                    if (nextId < 0) next.Check();
                 }
                 catch (Exception ex) when (ex is ExplorationViolation or InvalidOperationException or ArgumentException or KeyNotFoundException)
                 {
                     var trace = Replay(initial, Path(parent, via, id).Append(ev));
-                    return new ExplorationResult(ids.Count, transitions, depth[id] + 1, 0, clock.Elapsed, ex.Message, trace);
+                    return new ExplorationResult(parent.Count, transitions, depth[id] + 1, 0, clock.Elapsed, ex.Message, trace);
                 }
-                if (!ids.ContainsKey(hash))
+                if (nextId < 0)
                 {
-                    nextId = ids.Count;
+                    nextId = parent.Count;
                     if (nextId >= maxStates)
-                        return new ExplorationResult(ids.Count, transitions, depth[id] + 1, settled.Count, clock.Elapsed,
+                        return new ExplorationResult(parent.Count, transitions, depth[id] + 1, settled.Count, clock.Elapsed,
                             $"{scope.Name}: more than {maxStates} states; lower the budgets (the deepest path so far follows)",
                             Replay(initial, Path(parent, via, id).Append(ev)));
-                    ids[hash] = nextId;
+                    sameKey.Add(byKey.TryGetValue(hash, out var head) ? head : -1);
+                    byKey[hash] = nextId;
+                    forms?.Add(Hash(next, withoutDead: true));
+                    spare.Add(next.SpareFaults);
                     parent.Add(id);
                     via.Add(ev);
                     depth.Add(depth[id] + 1);
@@ -115,6 +140,7 @@ public static class Explorer
                         if (next.Coordinators.Any(c => c.Durable?.Decision == Decision.Abort)) abortedSettled++;
                     }
                 }
+                // Into a covering state: it has the same canonical form, and fault-free events read no budget.
                 if (!ev.IsFault)
                 {
                     fairFrom.Add(id);
@@ -123,7 +149,7 @@ public static class Explorer
             }
         }
 
-        var stuck = FirstStuck(ids.Count, fairFrom, fairTo);
+        var stuck = FirstStuck(parent.Count, fairFrom, fairTo);
         if (stuck >= 0)
         {
             var path = Path(parent, via, stuck).ToList();
@@ -132,13 +158,21 @@ public static class Explorer
             foreach (var ev in path) state.Apply(ev);
             trace.Add("from here no fault-free continuation settles; state:");
             trace.AddRange(state.Describe().Select(line => "    " + line));
-            return new ExplorationResult(ids.Count, transitions, depth.Max(), settled.Count, clock.Elapsed,
+            return new ExplorationResult(parent.Count, transitions, depth.Max(), settled.Count, clock.Elapsed,
                 "termination: a reachable state from which no fault-free continuation resolves every participant", trace);
         }
-        return new ExplorationResult(ids.Count, transitions, depth.Max(), settled.Count, clock.Elapsed, null, Array.Empty<string>())
+        return new ExplorationResult(parent.Count, transitions, depth.Max(), settled.Count, clock.Elapsed, null, Array.Empty<string>())
         {
             SettledOutcomes = (committedSettled, abortedSettled),
         };
+
+        int Covering(UInt128 hash, long budgets)
+        {
+            if (!byKey.TryGetValue(hash, out var s)) return -1;
+            for (; s >= 0; s = sameKey[s])
+                if (subsume ? World.Covers(spare[s], budgets) : spare[s] == budgets) return s;
+            return -1;
+        }
 
         int FirstStuck(int count, List<int> from, List<int> to)
         {
@@ -192,19 +226,21 @@ public static class Explorer
         return world.Notes;
     }
 
-    private static UInt128 Hash(World world)
+    [ThreadStatic] private static StateKey? _key;
+
+    private static UInt128 Hash(World world, bool withoutDead = false)
     {
-        Span<byte> digest = stackalloc byte[32];
-        SHA256.HashData(Encoding.UTF8.GetBytes(world.Key()), digest);
-        return MemoryMarshal.Read<UInt128>(digest);
+        var key = _key ??= new StateKey();
+        world.WriteKey(key, withoutDead);
+        return key.Hash();
     }
 
     // ---------------------------------------------------------------- the scopes' worlds
 
-    private static World Initial(ExplorationScope scope, PlantedBug bugs)
+    private static World Initial(ExplorationScope scope, PlantedBug bugs, bool leaveOutDead, Random? ids)
     {
         // Ids are generated, not hand-picked: nothing may depend on their spelling.
-        string Fresh(string prefix) => $"{prefix}{Guid.NewGuid():N}"[..(prefix.Length + 8)];
+        string Fresh(string prefix) => prefix + (ids is null ? Guid.NewGuid().ToString("N")[..8] : ids.Next().ToString("x8", System.Globalization.CultureInfo.InvariantCulture));
         var retention = bugs.HasFlag(PlantedBug.TombstonePrunedBeforeRetention) ? -2 * Options.PrepareTimeout : Options.DecisionRetention;
         var coordinators = new List<ExCoordinator>();
         var participants = new List<ExParticipant>();
@@ -240,7 +276,7 @@ public static class Explorer
             participants.Add(new ExParticipant<ShipmentRecord, ShipmentDetails>(
                 shipment, new ShipmentRules(), new ShipmentRecord(), t => shipments[t], retention,
                 r => $"{r.Status}:{r.TransactionId}",
-                w => $"{w.OrderId}:{w.Address}:{string.Join(",", w.Items.Select(x => $"{x.Sku}x{x.Quantity}"))}",
+                (key, r) => { key.Add((int)r.Status); key.Add(r.TransactionId); },
                 (who, r, tentative) =>
                 {
                     if (tentative.Count > 1) throw new ExplorationViolation($"escrow safety: {who} holds {tentative.Count} tentative shipments");
@@ -252,6 +288,7 @@ public static class Explorer
         {
             Now = Epoch,
             Bugs = bugs,
+            LeavesOutDeadMessages = leaveOutDead,
             TombstoneTime = b.DuplicateActivations > 0 || bugs.HasFlag(PlantedBug.TombstonePrunedBeforeRetention),
             CoordinatorCrashes = b.CoordinatorCrashes,
             ParticipantCrashes = b.ParticipantCrashes,
@@ -263,15 +300,15 @@ public static class Explorer
             Coordinators = coordinators,
             Participants = participants,
             Messages = new List<ExMessage>(),
-            DurableOutcomes = new SortedDictionary<string, Decision>(StringComparer.Ordinal),
-            RolledBackAttempts = new SortedSet<string>(StringComparer.Ordinal),
+            DurableOutcomes = new SmallMap<string, Decision>(StringComparer.Ordinal),
+            RolledBackAttempts = new SmallSet<string>(StringComparer.Ordinal),
         };
 
         ExParticipant Counter(ParticipantId id, long initial, string shortage) => new ExParticipant<EscrowCounter, long>(
             id, new EscrowRules(shortage), new EscrowCounter { Exists = true, Committed = initial, SuppliedTotal = initial },
             tx => amounts[(id.ToString(), tx)], retention,
             c => $"{c.Committed}/{c.ConsumedTotal}",
-            w => w.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            (key, c) => { key.Add(c.Committed); key.Add(c.ConsumedTotal); },
             (who, counter, reserved) =>
             {
                 // Escrow safety: committed plus reserved never exceeds the stock; no negative balance.
