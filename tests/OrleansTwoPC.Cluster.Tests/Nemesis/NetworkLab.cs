@@ -58,10 +58,14 @@ public sealed class NetworkLab : IDisposable
         return null;
     }
 
+    private static int _labs;
+
     public static NetworkLab Create(int hosts)
     {
-        // A subnet and names of this process's own, so concurrent runs never share a lab.
-        var id = Environment.ProcessId % 100_000;
+        // A subnet and names of this process's own, so concurrent runs never share a lab; and of this lab's own
+        // (a letter per lab of the process): the kernel removes a deleted namespace's veth pair asynchronously,
+        // so on a busy machine the previous lab's interfaces may still exist when the next lab starts.
+        var id = $"{Environment.ProcessId % 100_000}{(char)('a' + Interlocked.Increment(ref _labs) % 26)}";
         var subnet = 20 + Environment.ProcessId % 200;
         var lab = new NetworkLab($"tpn{id}", subnet);
         Open[lab] = true;
