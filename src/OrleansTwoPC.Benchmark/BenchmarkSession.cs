@@ -147,6 +147,8 @@ public sealed class BenchmarkSession(BenchmarkOptions options, IConfiguration co
 
         var settled = await system.WaitUntilSettledAsync(SettleTimeout, cancellationToken);
         var activations = await system.ActivationCountAsync();
+        // Live heap of the whole process (every system's silo and the load generator) after a full collection.
+        var heapBytes = GC.GetTotalMemory(forceFullCollection: true);
         // A busy-then-idle backend may sit on its counters for up to 10 s (PGSTAT_IDLE_INTERVAL); one that
         // exits publishes them at once. Closing the idle pooled connections makes the reading exact.
         NpgsqlConnection.ClearAllPools();
@@ -165,7 +167,7 @@ public sealed class BenchmarkSession(BenchmarkOptions options, IConfiguration co
         // Database counters span the warm-up too (no pause between the two), so they are divided by both parts' commits.
         var committedInDatabaseWindow = allOrders.Count(o => o.Attempt.Kind == OrderAttemptKind.Committed);
         return new RunResult(runNumber, system.Id, workload, concurrency, round, options.Duration, measured.Elapsed, committedInWindow, committed, aborted, failed, reasons,
-            latency, activity, committedInDatabaseWindow, cpu, storage, loadAtStart, loadAtEnd, conservation, warmUp.Count, overhead, activations);
+            latency, activity, committedInDatabaseWindow, cpu, storage, loadAtStart, loadAtEnd, conservation, warmUp.Count, overhead, activations, heapBytes);
     }
 
     /// <summary>The same orders for every system of one round; other orders in every other cell and round.</summary>
@@ -182,7 +184,7 @@ public sealed class BenchmarkSession(BenchmarkOptions options, IConfiguration co
             $"CPU ms/order {r.CpuMsPerCommitted:0.00} (machine {r.MachineCpuMsPerCommitted:0.00}{(r.Cpu.Noisy ? $", NOISY: {r.Cpu.OtherCores:0.00} cores used by others" : "")}), " +
             $"state reads/writes per order {r.StateReadsPerCommitted:0.00}/{r.StateWritesPerCommitted:0.00}{(r.Storage.LargestWriteBytes is { } largest ? $", largest state write {largest} B" : "")}, load {r.LoadAtStart?.One:0.00}->{r.LoadAtEnd?.One:0.00}, " +
             $"conservation {(r.Conservation.Ok ? "ok" : "VIOLATED")} ({r.Conservation.Shipments} shipments), " +
-            $"{(r.ActivationsAfter is { } active ? $"{active} activations after it, " : "")}" +
+            $"{(r.ActivationsAfter is { } active ? $"{active} activations after it, " : "")}process heap {r.HeapBytesAfter / 1048576.0:0} MiB after it, " +
             $"{r.WarmUpOrders} warm-up orders, {r.Overhead.TotalSeconds:0.0} s checks{failure}");
     }
 

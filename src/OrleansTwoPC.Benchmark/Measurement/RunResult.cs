@@ -33,7 +33,8 @@ public sealed record RunResult(
     ConservationResult Conservation,
     int WarmUpOrders,
     TimeSpan Overhead,
-    int? ActivationsAfter)
+    int? ActivationsAfter,
+    long HeapBytesAfter)
 {
     /// <summary>Orders committed within the measured window, per second of it. Orders still in flight when the
     /// window closes finish afterwards (and count everywhere else), but not here: the wind-down with fewer
