@@ -52,8 +52,8 @@ public abstract class StorageProviderContractTestsBase(TwoPcClusterFixture fixtu
 
         var read = new GrainState<ParticipantRecord<EscrowCounter, long>>();
         await storage.ReadStateAsync(StateNames.Payment, grain, read);
-        Assert.Equal((first.ETag, true, 100L), (read.ETag, read.RecordExists, read.State.Resource.Committed));
-        Assert.Equal(first.State.Prepared.Keys, read.State.Prepared.Keys);
+        Assert.Equal((first.ETag, true, 100L), (read.ETag, read.RecordExists, read.State!.Resource.Committed));
+        Assert.Equal(first.State!.Prepared.Keys, read.State.Prepared.Keys);
     }
 
     [Fact]
@@ -73,7 +73,7 @@ public abstract class StorageProviderContractTestsBase(TwoPcClusterFixture fixtu
 
         var read = new GrainState<ParticipantRecord<EscrowCounter, long>>();
         await storage.ReadStateAsync(StateNames.Payment, grain, read);
-        Assert.Equal((state.ETag, 95L), (read.ETag, read.State.Resource.Committed));
+        Assert.Equal((state.ETag, 95L), (read.ETag, read.State!.Resource.Committed));
         Assert.Empty(read.State.Prepared);
         Assert.Equal(Decision.Commit, read.State.Decided[tx].Outcome);
     }
@@ -93,7 +93,7 @@ public abstract class StorageProviderContractTestsBase(TwoPcClusterFixture fixtu
         var read = new GrainState<CoordinatorRecord>();
         await storage.ReadStateAsync(StateNames.Coordinator, grain, read);
         Assert.False(read.RecordExists);
-        Assert.Equal(Decision.None, read.State.Decision);
+        Assert.Equal(Decision.None, read.State!.Decision);
     }
 
     [Fact]
@@ -109,7 +109,7 @@ public abstract class StorageProviderContractTestsBase(TwoPcClusterFixture fixtu
         {
             var read = new GrainState<ParticipantRecord<EscrowCounter, long>>();
             await storage.ReadStateAsync(StateNames.Payment, Grains.GetGrain<IPaymentAccountGrain>(ids[i]).GetGrainId(), read);
-            Assert.True(read.State.Resource.Committed == 1_000 + i, $"id '{ids[i]}' read {read.State.Resource.Committed}, wrote {1_000 + i}");
+            Assert.True(read.State!.Resource.Committed == 1_000 + i, $"id '{ids[i]}' read {read.State!.Resource.Committed}, wrote {1_000 + i}");
         }
     }
 }
