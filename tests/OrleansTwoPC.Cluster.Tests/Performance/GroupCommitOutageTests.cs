@@ -55,9 +55,14 @@ public sealed class GroupCommitOutageTests(OutageClusterFixture fixture, ITestOu
         int Count(OrderStatus status) => results.Count(r => r.Outcome?.Status == status);
         output.WriteLine($"committed {Count(OrderStatus.Committed)}, aborted {Count(OrderStatus.Aborted)}, in doubt {Count(OrderStatus.InDoubt)}, " +
                          $"errors {results.Count(r => r.Error is not null)}; {outageResults.Count} answered during the outage, e.g. {outageResults.FirstOrDefault()?.Outcome?.Reason ?? outageResults.FirstOrDefault()?.Error}");
-        Assert.NotEmpty(outageResults);
-        Assert.All(outageResults, r => Assert.NotEqual(OrderStatus.Committed, r.Outcome?.Status));
-        Assert.All(outageResults, r => Assert.Matches("(?i)storage|unavailable|durable", r.Outcome?.Reason ?? r.Error ?? ""));
+        // An answer can trail its durable decision: a batch that committed as the server began to stop is answered
+        // after the stop returned. Only an order already in flight then (one per caller) can be such a commit, and
+        // every committed answer is checked against the databases below; every other answer is a storage failure.
+        var lateCommits = outageResults.Count(r => r.Outcome?.Status == OrderStatus.Committed);
+        Assert.True(lateCommits <= 16, $"{lateCommits} orders answered committed while PostgreSQL was down");
+        var failedDuringOutage = outageResults.Where(r => r.Outcome?.Status != OrderStatus.Committed).ToList();
+        Assert.NotEmpty(failedDuringOutage);
+        Assert.All(failedDuringOutage, r => Assert.Matches("(?i)storage|unavailable|durable", r.Outcome?.Reason ?? r.Error ?? ""));
 
         // The hot SKU reloaded its record after the failed writes: it takes new orders again.
         var after = Order(accounts[0], (sku, 1, 100));
