@@ -255,10 +255,23 @@ public sealed class BatchedSplitRecordTests(PostgresFixture fixture, ITestOutput
         await Task.WhenAll(keys.Select(k => store.WriteAsync(state, k, records[k], 0, owners[k], Unsplit)));
         var before = await AllEntryRowsAsync(db, state);
 
+        // A blocker row first holds the writer's loop, so that the 16 writes form one batch (a write alone is sent
+        // at once); that batch then waits on a row of its own, locked by another connection, and is killed.
+        var blockerState = NewStateName();
+        var blocker = NewKeys(1)[0];
+        await writer.WriteAsync(blockerState, blocker, "{}"u8.ToArray(), 0);
         var next = keys.ToDictionary(k => k, k => Evolve(records[k]));
         await using (var locker = await LockRowsAsync(db, state, keys[Random.Shared.Next(keys.Length)]))
         {
-            var writes = keys.Select(k => store.WriteAsync(state, k, next[k], 1, owners[k], Unsplit)).ToList();
+            Task<int> held;
+            List<Task<int>> writes;
+            await using (var blockerLock = await LockRowsAsync(db, blockerState, blocker))
+            {
+                held = writer.WriteAsync(blockerState, blocker, "{}"u8.ToArray(), 1);
+                await WaitForWriterLockWaitAsync(db);
+                writes = keys.Select(k => store.WriteAsync(state, k, next[k], 1, owners[k], Unsplit)).ToList();
+            }
+            Assert.Equal(2, await held.WaitAsync(Patience));
             var pid = await WaitForWriterLockWaitAsync(db);
             Assert.Equal(true, await ScalarAsync(db, "SELECT pg_terminate_backend(@pid)", ("pid", pid)));
             foreach (var write in writes)
