@@ -116,16 +116,20 @@ public sealed class BatchedStateWriter : IAsyncDisposable
         SELECT state_name, grain_key, version FROM written
         """;
 
+    /// <summary>
+    /// The entry rows of the head row aliased <c>s</c>, as two arrays in key order (columns <c>keys</c>, <c>payloads</c>;
+    /// NULL when it has none): joined with <c>LEFT JOIN LATERAL (...) AS e ON true</c> by every reader of split records,
+    /// and turned back into a map by <see cref="EntriesOf"/>.
+    /// </summary>
+    internal const string EntryArraysOfHead =
+        "SELECT array_agg(x.entry_key ORDER BY x.entry_key) AS keys, array_agg(x.payload ORDER BY x.entry_key) AS payloads " +
+        "FROM twopc_state_entry AS x WHERE x.state_name = s.state_name AND x.grain_key = s.grain_key";
+
     // The head and its entries in one statement, so from one snapshot.
-    private const string ReadSql = """
-        SELECT s.version, s.payload, e.keys, e.payloads
-          FROM twopc_grain_state AS s
-          LEFT JOIN LATERAL (
-                SELECT array_agg(x.entry_key ORDER BY x.entry_key) AS keys, array_agg(x.payload ORDER BY x.entry_key) AS payloads
-                  FROM twopc_state_entry AS x
-                 WHERE x.state_name = s.state_name AND x.grain_key = s.grain_key) AS e ON true
-         WHERE s.state_name = @state AND s.grain_key = @key
-        """;
+    private const string ReadSql =
+        "SELECT s.version, s.payload, e.keys, e.payloads FROM twopc_grain_state AS s " +
+        "LEFT JOIN LATERAL (" + EntryArraysOfHead + ") AS e ON true " +
+        "WHERE s.state_name = @state AND s.grain_key = @key";
 
     // Clear keeps the row (NULL payload, next version) so that a stale activation's first write still collides, and
     // drops its entries (head first, as every writer does).
@@ -146,8 +150,6 @@ public sealed class BatchedStateWriter : IAsyncDisposable
 
     private const string AdoNetStateSql = "SELECT EXISTS (SELECT 1 FROM orleansstorage WHERE payloadbinary IS NOT NULL)";
 
-    private readonly NpgsqlDataSource dataSource;
-    private readonly object gate = new();
     /// <summary>Meter of the storage layer (<see cref="StateWriteBytes"/>).</summary>
     public const string MeterName = "OrleansTwoPC.Storage";
 
@@ -159,6 +161,8 @@ public sealed class BatchedStateWriter : IAsyncDisposable
     /// <summary>Bytes of one grain's write as sent: its head payload plus its entry rows' keys and payloads.</summary>
     public static readonly Histogram<long> StateWriteBytes = StorageMeter.CreateHistogram<long>(StateWriteBytesName, "By", "bytes of one grain state write as sent (head and changed entry rows)");
 
+    private readonly NpgsqlDataSource dataSource;
+    private readonly object gate = new();
     private readonly List<PendingWrite> pending = [];
     private readonly long[] batchSizeCounts;
     private Task? flushing;
@@ -259,12 +263,17 @@ public sealed class BatchedStateWriter : IAsyncDisposable
         await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
         if (!await reader.ReadAsync(cancellationToken).ConfigureAwait(false)) return null;
         var state = new StoredGrainState(reader.GetInt32(0), reader.IsDBNull(1) ? null : reader.GetFieldValue<byte[]>(1));
-        if (reader.IsDBNull(2)) return state;
-        var keys = reader.GetFieldValue<string[]>(2);
-        var payloads = reader.GetFieldValue<byte[][]>(3);
+        return reader.IsDBNull(2) ? state : state with { Entries = EntriesOf(reader, 2) };
+    }
+
+    /// <summary>The entry rows read as the two arrays of <see cref="EntryArraysOfHead"/>, from column <paramref name="keysColumn"/> on.</summary>
+    internal static IReadOnlyDictionary<string, byte[]> EntriesOf(NpgsqlDataReader reader, int keysColumn)
+    {
+        var keys = reader.GetFieldValue<string[]>(keysColumn);
+        var payloads = reader.GetFieldValue<byte[][]>(keysColumn + 1);
         var entries = new Dictionary<string, byte[]>(keys.Length, StringComparer.Ordinal);
         for (var i = 0; i < keys.Length; i++) entries.Add(keys[i], payloads[i]);
-        return state with { Entries = entries };
+        return entries;
     }
 
     /// <summary>

@@ -123,6 +123,7 @@ public sealed class StoredStateReader(ServiceDatabases databases)
         // (see StoredGrainKey): their key is lost and possibly shared, so they belong to no id and are left out. The
         // batched table holds keys exactly as given. One statement, so a head and its entries come from one snapshot.
         const string EntriesOf = "FROM twopc_state_entry AS x WHERE x.state_name = s.state_name AND x.grain_key = s.grain_key";
+        const string EntryArrays = "LEFT JOIN LATERAL (" + BatchedStateWriter.EntryArraysOfHead + ") AS e ON true ";
         var sql = "SELECT grainidextensionstring, true, payloadbinary, version, modifiedon, NULL::text[], NULL::bytea[] FROM orleansstorage " +
                   "WHERE graintypestring = @state AND grainidextensionstring <> '' AND payloadbinary IS NOT NULL" +
                   (key is null ? "" : " AND grainidextensionstring = @storedKey") +
@@ -130,8 +131,7 @@ public sealed class StoredStateReader(ServiceDatabases databases)
                   (mentions is null ? "" : " AND position(@mentions IN payloadbinary) > 0") +
                   " UNION ALL " +
                   "SELECT s.grain_key, false, s.payload, s.version, s.modified_on, e.keys, e.payloads FROM twopc_grain_state AS s " +
-                  "LEFT JOIN LATERAL (SELECT array_agg(x.entry_key ORDER BY x.entry_key) AS keys, array_agg(x.payload ORDER BY x.entry_key) AS payloads " +
-                  EntriesOf + ") AS e ON true " +
+                  EntryArrays +
                   "WHERE s.state_name = @state AND s.payload IS NOT NULL" +
                   (key is null ? "" : " AND s.grain_key = @key") +
                   (filter is null ? "" : " AND (" + filter.OnPayload("s.payload") +
@@ -158,12 +158,7 @@ public sealed class StoredStateReader(ServiceDatabases databases)
         {
             var grainKey = reader.GetBoolean(1) ? StoredGrainKey.Decode(reader.GetString(0)) : reader.GetString(0);
             var payload = (byte[])reader.GetValue(2);
-            if (!reader.IsDBNull(5))
-            {
-                var keys = reader.GetFieldValue<string[]>(5);
-                var payloads = reader.GetFieldValue<byte[][]>(6);
-                payload = StateLayouts.Join(payload, keys.Zip(payloads).ToDictionary(e => e.First, e => e.Second, StringComparer.Ordinal));
-            }
+            if (!reader.IsDBNull(5)) payload = StateLayouts.Join(payload, BatchedStateWriter.EntriesOf(reader, 5));
             var state = JsonSerializer.Deserialize<T>(payload, StateJson.Options)
                         ?? throw new InvalidDataException($"{stateName} {grainKey}: empty state payload");
             result.Add(new StoredState<T>(grainKey, state, reader.GetInt32(3), reader.GetFieldValue<DateTimeOffset>(4)));
