@@ -3,9 +3,8 @@ using System.Text;
 using OrleansTwoPC.Benchmark.Cli;
 using OrleansTwoPC.Benchmark.Measurement;
 using OrleansTwoPC.Benchmark.Memory;
-using OrleansTwoPC.Benchmark.Workloads;
-
 using OrleansTwoPC.Benchmark.Systems.A;
+using OrleansTwoPC.Benchmark.Workloads;
 
 namespace OrleansTwoPC.Benchmark.Reporting;
 
@@ -220,7 +219,8 @@ public static class MarkdownReport
         text.AppendLine("- *state reads / writes per order* (A and B; C has no grain state): grain state reads and writes recorded by Orleans' own meter (`orleans-storage-read-latency`, `orleans-storage-write-latency`) during the measured load and drain, per committed order; with the batched storage, the largest single grain write of the cell (its head row plus changed entry rows, bytes as sent, from the storage's `twopc.storage.write.bytes` histogram) in brackets.");
         text.AppendLine("- *CPU ms / order (own processes)*: user + system time of this process (the silos and the load generator) and of the PostgreSQL server (the postmaster, its live children and its reaped children, from `/proc/<pid>/stat`) from the start of the measured load to the end of the drain, per committed order. *(machine)*: busy CPU of the whole machine (`/proc/stat`) over the same window. A run is *noisy* when the machine's busy time exceeds the two processes' by more than " +
                         $"{CpuUsage.NoisyCores:0.00} cores on average: something else was running. The load average is recorded at the start and end of every run.");
-        text.AppendLine("- A runs with the product defaults (`TwoPC:Protocol:*` not set: prepare timeout 5 s, decision retention 2 min); B with Orleans' defaults (`TransactionalStateOptions`, the ADO.NET provider's default JSON serializer, `[Reentrant]` participants as in Orleans' samples, no load shedding); C with READ COMMITTED and auto-prepared statements.");
+        var defaults = new OrleansTwoPC.Protocol.ProtocolOptions();
+        text.AppendLine(string.Create(CultureInfo.InvariantCulture, $"- A runs with the product defaults (`TwoPC:Protocol:*` not set: prepare timeout {defaults.PrepareTimeout.TotalSeconds:0.###} s, decision retention {defaults.DecisionRetention.TotalSeconds:0.###} s; A-adonet the same on `TwoPC:Storage:Provider=adonet`)") + "; B with Orleans' defaults (`TransactionalStateOptions`, the ADO.NET provider's default JSON serializer, `[Reentrant]` participants as in Orleans' samples, no load shedding); C with READ COMMITTED and auto-prepared statements.");
         text.AppendLine();
     }
 
