@@ -97,9 +97,7 @@ public sealed class TransactionCoordinatorGrain : Grain, ITransactionCoordinator
     private async Task EnsureLoaded(string why)
     {
         if (_loaded) return;
-        await _state.ReadStateAsync();
-        _loaded = true;
-        _machine = new CoordinatorMachine(TransactionId, _options, _state.RecordExists ? _state.State : null);
+        await ReadRecord();
         if (_machine.Phase is CoordinatorPhase.Decided or CoordinatorPhase.Completing)
         {
             _logger.LogInformation("Recovery {TransactionId}: record read ({Why}) with durable decision {Decision}, resuming phase two", TransactionId, why, _machine.Record.Decision);
@@ -544,11 +542,17 @@ public sealed class TransactionCoordinatorGrain : Grain, ITransactionCoordinator
     /// <summary>After a failed decision write the record's fate is unknown: read what is durable and go on from there.</summary>
     private async Task Reload(string why)
     {
+        await ReadRecord();
+        _logger.LogInformation("Recovery {TransactionId}: reloaded ({Why}), phase {Phase}", TransactionId, why, _machine.Phase);
+        Execute(_machine.Resume(Now));
+    }
+
+    /// <summary>Reads what is durable and puts a machine on it, in place of whatever this activation held.</summary>
+    private async Task ReadRecord()
+    {
         await _state.ReadStateAsync();
         _loaded = true;
         _machine = new CoordinatorMachine(TransactionId, _options, _state.RecordExists ? _state.State : null);
-        _logger.LogInformation("Recovery {TransactionId}: reloaded ({Why}), phase {Phase}", TransactionId, why, _machine.Phase);
-        Execute(_machine.Resume(Now));
     }
 
     private OrderOutcome Resubmitted(OrderPlan plan)
