@@ -26,6 +26,18 @@ public sealed class NemesisScenarioTests(ITestOutputHelper output)
     [Fact]
     public async Task Coordinator_cut_from_its_participants_after_the_decision_delivers_it_after_the_heal()
     {
+        // Whether a commit is decided during the cut depends on which votes slip through before the cut's missing
+        // acknowledgements stall the connection: a run that caught none is run again on a new cluster (every
+        // check holds in each run; the scenario itself must have happened in the one that passes).
+        for (var run = 1; ; run++)
+        {
+            if (await CutAfterTheDecisionAsync(lastRun: run == 2)) return;
+            output.WriteLine($"run {run}: no commit was decided during the cut; once more on a new cluster");
+        }
+    }
+
+    private async Task<bool> CutAfterTheDecisionAsync(bool lastRun)
+    {
         await using var cluster = await NemesisCluster.StartAsync(output, CoordinatorsApartFromParticipants(shippedDefaults: true));
         cluster.StartOrders(Callers, seed: 1, CallerPause);
         await Task.Delay(TimeSpan.FromSeconds(3));
@@ -59,8 +71,14 @@ public sealed class NemesisScenarioTests(ITestOutputHelper output)
         Assert.False(await cluster.IsDeclaredDeadAsync(2), "a cut of one link must not make membership declare the participants' silo dead");
         // The scenario happened: something was held across the cut (prepared before it, resolved after the heal).
         Assert.True(cluster.Blocking.Longest >= cut, $"no reservation was held through the cut (longest {cluster.Blocking.Longest.TotalSeconds:0.0} s)");
+        if (!lastRun && !waiting.Any(c => c.Decision == Decision.Commit))
+        {
+            cluster.Passed(); // every check of this run held; only the scenario did not happen
+            return false;
+        }
         Assert.Contains(waiting, c => c.Decision == Decision.Commit);
         cluster.Passed();
+        return true;
     }
 
     [Fact]
