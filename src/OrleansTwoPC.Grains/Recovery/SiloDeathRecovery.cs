@@ -28,14 +28,26 @@ public sealed class SiloDeathRecovery(
     ILogger<SiloDeathRecovery> logger) : ILifecycleParticipant<ISiloLifecycle>
 {
     private readonly CancellationTokenSource _stopping = new();
+    private readonly TaskCompletionSource _startSweeps = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private Task _watching = Task.CompletedTask;
+
+    /// <summary>
+    /// Completes when the sweeps this silo runs at its start (the first and its follow-up) are over, at once on a
+    /// silo without the coordinator role. Until then a transaction prepared without a live coordinator may be
+    /// presumed aborted at any moment, whatever its age.
+    /// </summary>
+    public Task StartSweepsCompleted => _startSweeps.Task;
 
     public void Participate(ISiloLifecycle lifecycle) =>
         lifecycle.Subscribe(nameof(SiloDeathRecovery), ServiceLifecycleStage.Active, Start, Stop);
 
     private Task Start(CancellationToken cancellationToken)
     {
-        if (!ServiceRoles.Hosts(localRoles.Roles, ServiceRoles.Coordinator)) return Task.CompletedTask;
+        if (!ServiceRoles.Hosts(localRoles.Roles, ServiceRoles.Coordinator))
+        {
+            _startSweeps.TrySetResult();
+            return Task.CompletedTask;
+        }
         _watching = Task.Run(() => Watch(_stopping.Token), CancellationToken.None);
         return Task.CompletedTask;
     }
@@ -56,7 +68,7 @@ public sealed class SiloDeathRecovery(
     {
         var known = membership.CurrentSnapshot.Members.ToDictionary(m => m.Key, m => m.Value.Status);
         // This silo may be the replacement of one that died (or the only silo, restarted after a crash).
-        _ = SweepTwice("coordinator silo started", stopping);
+        _ = SweepTwice("coordinator silo started", stopping).ContinueWith(_ => _startSweeps.TrySetResult(), TaskScheduler.Default);
         try
         {
             await foreach (var snapshot in membership.MembershipUpdates.WithCancellation(stopping))

@@ -2,6 +2,7 @@ using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Orleans.TestingHost;
 using OrleansTwoPC.Grains.Faults;
+using OrleansTwoPC.Grains.Recovery;
 using OrleansTwoPC.Silo.Hosting;
 using OrleansTwoPC.Storage;
 
@@ -63,7 +64,16 @@ public class TwoPcClusterFixture : IAsyncLifetime
         Configure(builder);
         Cluster = builder.Build();
         await Cluster.DeployAsync();
+        if (AwaitStartSweeps)
+            foreach (var silo in Cluster.Silos.OfType<InProcessSiloHandle>())
+                await silo.SiloHost.Services.GetRequiredService<SiloDeathRecovery>().StartSweepsCompleted.WaitAsync(TimeSpan.FromMinutes(2));
     }
+
+    /// <summary>
+    /// Start tests only once every silo's start sweeps are over: those settle every prepared participant
+    /// whatever its age, so they would abort a test's own prepare that no coordinator knows.
+    /// </summary>
+    protected virtual bool AwaitStartSweeps => false;
 
     /// <summary>More settings for a fixture's silos (e.g. another storage provider).</summary>
     protected virtual void Configure(TestClusterBuilder builder)

@@ -138,6 +138,9 @@ public sealed class ParticipantDefenceFixture : TwoPcClusterFixture
     // These tests drive participants step by step as their coordinator would; recovery settling a prepared
     // participant in the background (after 4 s on a busy machine) would race their assertions.
     protected override TimeSpan InDoubtTimeout => TimeSpan.FromMinutes(5);
+
+    // The silos' start sweeps (the follow-up comes 2 s after the first) would settle them at once.
+    protected override bool AwaitStartSweeps => true;
 }
 
 [CollectionDefinition(Name)]
