@@ -64,16 +64,13 @@ public sealed class ParticipantMachine<TResource, TWork> where TResource : new()
     private readonly IResourceRules<TResource, TWork> _rules;
     private readonly TimeSpan _retention;
 
-    // Earliest keep-until time of the tombstones: pruning scans them only once it has passed, so a hot
-    // participant with many tombstones does not scan them all on every step.
-    private DateTimeOffset _nextTombstoneExpiry;
-
     public ParticipantMachine(IResourceRules<TResource, TWork> rules, ParticipantRecord<TResource, TWork>? record, TimeSpan decisionRetention)
     {
         _rules = rules;
         _retention = decisionRetention;
         Record = record ?? new ParticipantRecord<TResource, TWork>();
-        _nextTombstoneExpiry = Record.Decided.Count == 0 ? DateTimeOffset.MaxValue : Record.Decided.Values.Min(d => d.KeepUntil);
+        // A copy handed to a write holds a frozen snapshot; a machine built on it needs a map it can change.
+        Record.Decided = Record.Decided?.Thaw() ?? new TombstoneMap();
     }
 
     public ParticipantRecord<TResource, TWork> Record { get; }
@@ -151,8 +148,8 @@ public sealed class ParticipantMachine<TResource, TWork> where TResource : new()
             PreparedAt = p.Value.PreparedAt,
             Deadline = p.Value.Deadline,
         }),
-        // Tombstones are immutable: shared, not copied.
-        Decided = new Dictionary<string, DecidedTransaction>(Record.Decided),
+        // Tombstones are immutable and the map persistent: a snapshot, not a copy.
+        Decided = Record.Decided.Snapshot(),
     };
 
     /// <param name="deadline">The deadline of the attempt that was decided; null accepts whichever is prepared.</param>
@@ -223,7 +220,6 @@ public sealed class ParticipantMachine<TResource, TWork> where TResource : new()
         var latest = deadline is { } d && d > now ? d : now;
         var keepUntil = Later(latest, _retention);
         Record.Decided[transactionId] = new DecidedTransaction { Outcome = outcome, DecidedAt = now, Deadline = deadline, KeepUntil = keepUntil };
-        if (keepUntil < _nextTombstoneExpiry) _nextTombstoneExpiry = keepUntil;
         PruneDecided(now);
     }
 
@@ -243,18 +239,5 @@ public sealed class ParticipantMachine<TResource, TWork> where TResource : new()
     /// Forget tombstones whose keep-until time has passed; called on every write so the record stays
     /// small even on a hot SKU. Past it, the deadline check alone refuses a late prepare.
     /// </summary>
-    private void PruneDecided(DateTimeOffset now)
-    {
-        if (now <= _nextTombstoneExpiry) return;
-        var next = DateTimeOffset.MaxValue;
-        List<string>? expired = null;
-        foreach (var (id, decided) in Record.Decided)
-        {
-            if (now > decided.KeepUntil) (expired ??= new()).Add(id);
-            else if (decided.KeepUntil < next) next = decided.KeepUntil;
-        }
-        if (expired is not null)
-            foreach (var id in expired) Record.Decided.Remove(id);
-        _nextTombstoneExpiry = next;
-    }
+    private void PruneDecided(DateTimeOffset now) => Record.Decided.RemoveExpired(now);
 }

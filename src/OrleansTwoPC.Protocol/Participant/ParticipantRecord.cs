@@ -9,7 +9,7 @@ public sealed class ParticipantRecord<TResource, TWork> where TResource : new()
 {
     public TResource Resource { get; set; } = new();
     public Dictionary<string, PreparedTransaction<TWork>> Prepared { get; set; } = new();
-    public Dictionary<string, DecidedTransaction> Decided { get; set; } = new();
+    public TombstoneMap Decided { get; set; } = new();
 }
 
 public sealed class PreparedTransaction<TWork>

@@ -12,9 +12,10 @@ namespace OrleansTwoPC.Storage.Batching;
 /// whatever the load; a write changes the entries its steps touched.
 /// </summary>
 /// <remarks>
-/// Every write hands over a fresh copy of the whole record, so the changes are found by comparing it with what the
-/// rows hold: prepared transactions (few) by their serialized bytes, tombstones (thousands on a hot participant) by
-/// value, without serializing them.
+/// Every write hands over a copy of the whole record, so the changes are found by comparing it with what the rows
+/// hold: prepared transactions (few) by their serialized bytes. Tombstones (thousands on a hot participant) come as a
+/// snapshot that names what changed since the snapshot before it; when that one is what the rows were last written
+/// from, only those are compared, otherwise (after a read or a failed write) every tombstone, by value.
 /// </remarks>
 public sealed class ParticipantRecordLayout<TResource, TWork> : IStateLayout<ParticipantRecord<TResource, TWork>>
     where TResource : new()
@@ -56,7 +57,7 @@ public sealed class ParticipantRecordLayout<TResource, TWork> : IStateLayout<Par
         if (stored is not Stored rows) throw new ArgumentException("entries remembered by another layout", nameof(stored));
         var head = JsonSerializer.SerializeToUtf8Bytes(state, HeadOptions);
         var prepared = state.Prepared ?? [];
-        var decided = state.Decided ?? [];
+        var decided = state.Decided ?? new TombstoneMap();
         var changes = new List<StateEntryChange>();
         List<(string Id, byte[]? Payload)>? preparedChanges = null;
         List<(string Id, DecidedTransaction? Value)>? decidedChanges = null;
@@ -74,18 +75,26 @@ public sealed class ParticipantRecordLayout<TResource, TWork> : IStateLayout<Par
             changes.Add(new StateEntryChange(StateLayouts.PreparedPrefix + id, null));
             (preparedChanges ??= []).Add((id, null));
         }
-        foreach (var (id, tombstone) in decided)
+        if (decided.ChangedSince(rows.Lineage, rows.Generation) is { } changed)
+        {
+            // The snapshot written last is the one just before this one: only the tombstones it names changed.
+            foreach (var id in changed)
+                if (decided.TryGetValue(id, out var tombstone)) AddDecided(id, tombstone);
+                else if (rows.Decided.ContainsKey(id)) AddDecided(id, null);
+        }
+        else
+        {
+            foreach (var (id, tombstone) in decided) AddDecided(id, tombstone);
+            foreach (var id in rows.Decided.Keys)
+                if (!decided.ContainsKey(id)) AddDecided(id, null);
+        }
+
+        void AddDecided(string id, DecidedTransaction? tombstone)
         {
             // Tombstones are immutable: the one remembered is usually the very instance the record still holds.
-            if (rows.Decided.TryGetValue(id, out var old) && (ReferenceEquals(old, tombstone) || SameDecision(old, tombstone))) continue;
-            changes.Add(new StateEntryChange(StateLayouts.DecidedPrefix + id, JsonSerializer.SerializeToUtf8Bytes(tombstone, StateJson.Options)));
+            if (tombstone is not null && rows.Decided.TryGetValue(id, out var old) && (ReferenceEquals(old, tombstone) || SameDecision(old, tombstone))) return;
+            changes.Add(new StateEntryChange(StateLayouts.DecidedPrefix + id, tombstone is null ? null : JsonSerializer.SerializeToUtf8Bytes(tombstone, StateJson.Options)));
             (decidedChanges ??= []).Add((id, tombstone));
-        }
-        foreach (var id in rows.Decided.Keys)
-        {
-            if (decided.ContainsKey(id)) continue;
-            changes.Add(new StateEntryChange(StateLayouts.DecidedPrefix + id, null));
-            (decidedChanges ??= []).Add((id, null));
         }
 
         return new StateSplit(head, changes, () =>
@@ -96,6 +105,8 @@ public sealed class ParticipantRecordLayout<TResource, TWork> : IStateLayout<Par
             foreach (var (id, value) in decidedChanges ?? [])
                 if (value is null) rows.Decided.Remove(id);
                 else rows.Decided[id] = value;
+            rows.Lineage = decided.Lineage;
+            rows.Generation = decided.Generation;
         });
     }
 
@@ -118,5 +129,10 @@ public sealed class ParticipantRecordLayout<TResource, TWork> : IStateLayout<Par
         public Dictionary<string, DecidedTransaction> Decided { get; } = new(StringComparer.Ordinal);
 
         public int Count => Prepared.Count + Decided.Count;
+
+        /// <summary>The tombstone snapshot these rows were last written from (none after a read).</summary>
+        public object? Lineage { get; set; }
+
+        public long Generation { get; set; }
     }
 }

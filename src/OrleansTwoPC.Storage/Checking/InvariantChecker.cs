@@ -476,7 +476,7 @@ public sealed class InvariantChecker
         // ---- shared participant checks -----------------------------------------------------------------
 
         /// <summary>I1: a tombstone (when still present) agrees with the coordinator's durable decision.</summary>
-        private void CheckTombstones(string participant, Dictionary<string, DecidedTransaction> decided)
+        private void CheckTombstones(string participant, TombstoneMap decided)
         {
             foreach (var (tx, tombstone) in decided)
             {

@@ -255,7 +255,7 @@ internal sealed class ExParticipant<TResource, TWork> : ExParticipant where TRes
     }
 
     /// <summary>Entries in key order; the common case of one entry allocates nothing.</summary>
-    private static IEnumerable<KeyValuePair<string, T>> Sorted<T>(Dictionary<string, T> entries) =>
+    private static IEnumerable<KeyValuePair<string, T>> Sorted<T>(IReadOnlyDictionary<string, T> entries) =>
         entries.Count <= 1 ? entries : entries.OrderBy(e => e.Key, StringComparer.Ordinal);
 
     public override string Describe(DateTimeOffset epoch) =>

@@ -1,0 +1,146 @@
+using CsCheck;
+using OrleansTwoPC.Protocol.Participant;
+
+namespace OrleansTwoPC.Protocol.Tests;
+
+/// <summary>
+/// <see cref="TombstoneMap"/> against a plain dictionary doing the same: its contents, its snapshots (frozen, O(1),
+/// naming what changed since the snapshot before), and expiry in order instead of by scanning.
+/// </summary>
+public sealed class TombstoneMapTests
+{
+    private static readonly DateTimeOffset Epoch = DateTimeOffset.UnixEpoch.AddYears(56);
+
+    private abstract record Op;
+    private sealed record Set(string Id, int KeepSeconds, bool Commit) : Op;
+    private sealed record Remove(string Id) : Op;
+    private sealed record Expire(int NowSeconds) : Op;
+    private sealed record TakeSnapshot : Op;
+    private sealed record Clear : Op;
+
+    // A few ids, so ids are often set again, removed and expired; times from a small range so equal keep-untils are common.
+    private static readonly Gen<Op> Ops = Gen.Frequency(
+        (6, Gen.Select(Gen.Int[0, 7].Select(i => $"tx-{i}"), Gen.Int[0, 12], Gen.Bool, (id, keep, commit) => (Op)new Set(id, keep, commit))),
+        (2, Gen.Int[0, 7].Select(i => (Op)new Remove($"tx-{i}"))),
+        (3, Gen.Int[0, 14].Select(now => (Op)new Expire(now))),
+        (3, Gen.Const((Op)new TakeSnapshot())),
+        (1, Gen.Const((Op)new Clear())));
+
+    [Fact]
+    public void Holds_what_a_dictionary_holds_and_each_snapshot_names_every_tombstone_changed_since_the_one_before()
+    {
+        Ops.Array[0, 60].Sample(ops =>
+        {
+            var map = new TombstoneMap();
+            var model = new Dictionary<string, DecidedTransaction>(StringComparer.Ordinal);
+            var touched = new HashSet<string>(StringComparer.Ordinal);
+            TombstoneMap? previous = null;
+            Dictionary<string, DecidedTransaction>? previousContents = null;
+            var snapshots = new List<(TombstoneMap Snapshot, Dictionary<string, DecidedTransaction> Contents)>();
+            foreach (var op in ops)
+            {
+                switch (op)
+                {
+                    case Set s:
+                        var tombstone = new DecidedTransaction { Outcome = s.Commit ? Decision.Commit : Decision.Abort, DecidedAt = Epoch, KeepUntil = Epoch.AddSeconds(s.KeepSeconds) };
+                        map[s.Id] = tombstone;
+                        model[s.Id] = tombstone;
+                        touched.Add(s.Id);
+                        break;
+                    case Remove r:
+                        Assert.Equal(model.Remove(r.Id), map.Remove(r.Id));
+                        touched.Add(r.Id);
+                        break;
+                    case Expire e:
+                        var now = Epoch.AddSeconds(e.NowSeconds);
+                        foreach (var id in model.Where(t => now > t.Value.KeepUntil).Select(t => t.Key).ToList())
+                        {
+                            model.Remove(id);
+                            touched.Add(id);
+                        }
+                        map.RemoveExpired(now);
+                        break;
+                    case Clear:
+                        touched.UnionWith(model.Keys);
+                        model.Clear();
+                        map.Clear();
+                        break;
+                    case TakeSnapshot:
+                        var snapshot = map.Snapshot();
+                        Assert.True(snapshot.IsReadOnly);
+                        Assert.Same(map.Lineage, snapshot.Lineage);
+                        var contents = new Dictionary<string, DecidedTransaction>(model, StringComparer.Ordinal);
+                        if (previous is not null)
+                        {
+                            var changed = snapshot.ChangedSince(previous.Lineage, previous.Generation);
+                            Assert.NotNull(changed);
+                            // Everything that differs is named, and nothing that was never touched.
+                            var differing = contents.Keys.Union(previousContents!.Keys)
+                                .Where(id => !contents.TryGetValue(id, out var now) || !previousContents.TryGetValue(id, out var before) || !ReferenceEquals(now, before));
+                            Assert.Superset(differing.ToHashSet(), changed.ToHashSet());
+                            Assert.Subset(touched, changed.ToHashSet());
+                            Assert.Empty(snapshot.ChangedSince(snapshot.Lineage, snapshot.Generation)!);
+                        }
+                        snapshots.Add((snapshot, contents));
+                        previous = snapshot;
+                        previousContents = contents;
+                        touched.Clear();
+                        break;
+                }
+                Assert.Equal(model.OrderBy(t => t.Key, StringComparer.Ordinal), map.OrderBy(t => t.Key, StringComparer.Ordinal));
+                Assert.Equal(model.Count, map.Count);
+            }
+            // Later changes left every snapshot as it was taken.
+            foreach (var (snapshot, contents) in snapshots)
+                Assert.Equal(contents.OrderBy(t => t.Key, StringComparer.Ordinal), snapshot.OrderBy(t => t.Key, StringComparer.Ordinal));
+        });
+    }
+
+    [Fact]
+    public void A_snapshot_refuses_every_change_and_thaws_into_a_map_of_its_own_lineage()
+    {
+        var map = new TombstoneMap();
+        var id = $"tx-{Guid.NewGuid():N}";
+        map[id] = new DecidedTransaction { Outcome = Decision.Commit, KeepUntil = Epoch };
+        var snapshot = map.Snapshot();
+        var tombstone = new DecidedTransaction { Outcome = Decision.Abort, KeepUntil = Epoch };
+
+        Assert.Throws<InvalidOperationException>(() => snapshot[id] = tombstone);
+        Assert.Throws<InvalidOperationException>(() => snapshot.Remove(id));
+        Assert.Throws<InvalidOperationException>(() => snapshot.RemoveExpired(Epoch.AddDays(1)));
+        Assert.Throws<InvalidOperationException>(snapshot.Clear);
+        Assert.Same(snapshot, snapshot.Snapshot());
+        Assert.Equal(Decision.Commit, snapshot[id].Outcome);
+
+        var thawed = snapshot.Thaw();
+        Assert.False(thawed.IsReadOnly);
+        Assert.NotSame(map.Lineage, thawed.Lineage);
+        thawed.RemoveExpired(Epoch.AddDays(1));
+        Assert.Empty(thawed);
+        Assert.Single(snapshot);
+        Assert.Single(map);
+        // A snapshot of another lineage, or one more than a generation back, names nothing: compare the whole map.
+        Assert.Null(thawed.Snapshot().ChangedSince(map.Lineage, snapshot.Generation));
+        map[id] = tombstone;
+        map.Snapshot();
+        Assert.Null(map.Snapshot().ChangedSince(map.Lineage, snapshot.Generation));
+        Assert.Null(map.ChangedSince(map.Lineage, snapshot.Generation));
+    }
+
+    [Fact]
+    public void A_tombstone_set_again_expires_at_its_new_time_not_at_the_old_one()
+    {
+        var map = new TombstoneMap();
+        var id = $"tx-{Guid.NewGuid():N}";
+        map[id] = new DecidedTransaction { Outcome = Decision.Abort, KeepUntil = Epoch.AddSeconds(1) };
+        map.RemoveExpired(Epoch);
+        map[id] = new DecidedTransaction { Outcome = Decision.Abort, KeepUntil = Epoch.AddSeconds(10) };
+
+        map.RemoveExpired(Epoch.AddSeconds(5));
+        Assert.True(map.ContainsKey(id));
+        map.RemoveExpired(Epoch.AddSeconds(10));
+        Assert.True(map.ContainsKey(id));
+        map.RemoveExpired(Epoch.AddSeconds(10).AddTicks(1));
+        Assert.False(map.ContainsKey(id));
+    }
+}
