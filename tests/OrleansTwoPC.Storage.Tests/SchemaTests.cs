@@ -12,7 +12,7 @@ public sealed class SchemaTests(PostgresFixture fixture)
     {
         var names = SchemaApplier.Scripts.Select(s => s.Name).ToList();
 
-        Assert.Equal(["001_orleans_query.sql", "010_grain_storage.sql", "020_reminders.sql", "030_clustering.sql", "040_recovery_indexes.sql", "050_twopc_grain_state.sql", "060_twopc_state_entry.sql"], names);
+        Assert.Equal(["001_orleans_query.sql", "010_grain_storage.sql", "020_reminders.sql", "030_clustering.sql", "040_recovery_indexes.sql", "050_twopc_grain_state.sql", "060_twopc_state_entry.sql", "070_twopc_grain_state_open.sql"], names);
     }
 
     [Fact]

@@ -1,3 +1,4 @@
+using OrleansTwoPC.Protocol.Coordinator;
 using System.Runtime.CompilerServices;
 
 namespace OrleansTwoPC.Storage.Batching;
@@ -45,11 +46,11 @@ public sealed class BatchedStateStore(BatchedStateWriter writer)
     {
         ArgumentNullException.ThrowIfNull(owner);
         ArgumentNullException.ThrowIfNull(serialize);
-        if (StateLayouts.Of<T>() is not { } layout) return await writer.WriteAsync(stateName, key, serialize(state), expectedVersion).ConfigureAwait(false);
+        if (StateLayouts.Of<T>() is not { } layout) return await writer.WriteAsync(stateName, key, serialize(state), expectedVersion, [], IsOpen(state)).ConfigureAwait(false);
 
         var stored = await StoredEntriesAsync(layout, stateName, key, expectedVersion, owner).ConfigureAwait(false);
         var split = layout.Split(state, stored);
-        var version = await writer.WriteAsync(stateName, key, split.Head, expectedVersion, split.Changes).ConfigureAwait(false);
+        var version = await writer.WriteAsync(stateName, key, split.Head, expectedVersion, split.Changes, IsOpen(state)).ConfigureAwait(false);
         split.Written();
         known.AddOrUpdate(owner, new Known(stateName, key, version, stored));
         return version;
@@ -63,6 +64,12 @@ public sealed class BatchedStateStore(BatchedStateWriter writer)
         if (StateLayouts.Of<T>() is { } layout && version > 0) known.AddOrUpdate(owner, new Known(stateName, key, version, layout.Remember(StoredGrainState.NoEntries)));
         return version;
     }
+
+    /// <summary>
+    /// Marked open (sql/070) for the recovery sweep: a coordinator record whose transaction is not completed. A
+    /// participant's prepared transactions are entry rows of their own, found through the entry table.
+    /// </summary>
+    public static bool IsOpen<T>(T state) => state is CoordinatorRecord { IsCompleted: false };
 
     private async Task<IStoredEntries> StoredEntriesAsync<T>(IStateLayout<T> layout, string stateName, string key, int expectedVersion, object owner)
     {

@@ -58,9 +58,9 @@ public sealed class BatchedStateWriter : IAsyncDisposable
     // wrote: a head that failed its version check brings none of its entries along.
     private const string WriteSql = """
         WITH input AS MATERIALIZED (
-            SELECT i.n, i.state_name COLLATE "C" AS state_name, i.grain_key COLLATE "C" AS grain_key, i.expected, i.payload
-              FROM unnest(@states::text[], @keys::text[], @expected::integer[], @payloads::bytea[]) WITH ORDINALITY
-                   AS i(state_name, grain_key, expected, payload, n)
+            SELECT i.n, i.state_name COLLATE "C" AS state_name, i.grain_key COLLATE "C" AS grain_key, i.expected, i.payload, i.open
+              FROM unnest(@states::text[], @keys::text[], @expected::integer[], @payloads::bytea[], @opens::boolean[]) WITH ORDINALITY
+                   AS i(state_name, grain_key, expected, payload, open, n)
         ),
         locked AS MATERIALIZED (
             SELECT s.state_name, s.grain_key
@@ -72,7 +72,7 @@ public sealed class BatchedStateWriter : IAsyncDisposable
         ),
         updated AS (
             UPDATE twopc_grain_state AS s
-               SET payload = i.payload, version = s.version + 1, modified_on = now()
+               SET payload = i.payload, version = s.version + 1, modified_on = now(), open = i.open
               FROM input AS i, locked AS l
              WHERE l.state_name = s.state_name AND l.grain_key = s.grain_key
                AND i.state_name = s.state_name AND i.grain_key = s.grain_key
@@ -80,8 +80,8 @@ public sealed class BatchedStateWriter : IAsyncDisposable
             RETURNING s.state_name, s.grain_key, s.version
         ),
         inserted AS (
-            INSERT INTO twopc_grain_state AS s (state_name, grain_key, version, payload, modified_on)
-            SELECT i.state_name, i.grain_key, 1, i.payload, now()
+            INSERT INTO twopc_grain_state AS s (state_name, grain_key, version, payload, modified_on, open)
+            SELECT i.state_name, i.grain_key, 1, i.payload, now(), i.open
               FROM input AS i
              WHERE i.expected = 0
              ORDER BY i.state_name, i.grain_key
@@ -135,7 +135,7 @@ public sealed class BatchedStateWriter : IAsyncDisposable
     // drops its entries (head first, as every writer does).
     private const string ClearSql = """
         WITH cleared AS (
-            UPDATE twopc_grain_state SET payload = NULL, version = version + 1, modified_on = now()
+            UPDATE twopc_grain_state SET payload = NULL, version = version + 1, modified_on = now(), open = false
              WHERE state_name = @state AND grain_key = @key AND version = @expected
             RETURNING state_name, grain_key, version
         ),
@@ -227,7 +227,17 @@ public sealed class BatchedStateWriter : IAsyncDisposable
     /// As above, and applies <paramref name="entryChanges"/> to the grain's entry rows in the same transaction, only if
     /// the version check passes. At most one change per entry key.
     /// </summary>
-    public Task<int> WriteAsync(string stateName, string key, byte[] payload, int expectedVersion, IReadOnlyList<StateEntryChange> entryChanges)
+    public Task<int> WriteAsync(string stateName, string key, byte[] payload, int expectedVersion, IReadOnlyList<StateEntryChange> entryChanges) =>
+        Enqueue(stateName, key, payload, expectedVersion, entryChanges, open: false);
+
+    /// <summary>
+    /// As above; <paramref name="open"/> marks a state that holds
+    /// an unfinished transaction (column <c>open</c>, sql/070: what the recovery sweep looks for).
+    /// </summary>
+    public Task<int> WriteAsync(string stateName, string key, byte[] payload, int expectedVersion, IReadOnlyList<StateEntryChange> entryChanges, bool open) =>
+        Enqueue(stateName, key, payload, expectedVersion, entryChanges, open);
+
+    private Task<int> Enqueue(string stateName, string key, byte[] payload, int expectedVersion, IReadOnlyList<StateEntryChange> entryChanges, bool open)
     {
         RequireText(stateName, nameof(stateName));
         RequireText(key, nameof(key));
@@ -242,7 +252,7 @@ public sealed class BatchedStateWriter : IAsyncDisposable
             RequireText(change.Key, nameof(entryChanges));
             if (!entryKeys.Add(change.Key)) throw new ArgumentException($"entry '{change.Key}' is changed twice", nameof(entryChanges));
         }
-        var write = new PendingWrite(stateName, key, payload, expectedVersion, entryChanges);
+        var write = new PendingWrite(stateName, key, payload, expectedVersion, entryChanges, open);
         lock (gate)
         {
             ObjectDisposedException.ThrowIf(disposed, this);
@@ -394,6 +404,7 @@ public sealed class BatchedStateWriter : IAsyncDisposable
         command.Parameters.Add(new NpgsqlParameter<string[]>("keys", NpgsqlDbType.Array | NpgsqlDbType.Text) { TypedValue = batch.Select(w => w.Key).ToArray() });
         command.Parameters.Add(new NpgsqlParameter<int[]>("expected", NpgsqlDbType.Array | NpgsqlDbType.Integer) { TypedValue = batch.Select(w => w.ExpectedVersion).ToArray() });
         command.Parameters.Add(new NpgsqlParameter<byte[][]>("payloads", NpgsqlDbType.Array | NpgsqlDbType.Bytea) { TypedValue = batch.Select(w => w.Payload).ToArray() });
+        command.Parameters.Add(new NpgsqlParameter<bool[]>("opens", NpgsqlDbType.Array | NpgsqlDbType.Boolean) { TypedValue = batch.Select(w => w.Open).ToArray() });
         var entryHeads = new List<int>();
         var entryKeys = new List<string>();
         var entryPayloads = new List<byte[]?>();
@@ -459,7 +470,7 @@ public sealed class BatchedStateWriter : IAsyncDisposable
         }
     }
 
-    private sealed class PendingWrite(string stateName, string key, byte[] payload, int expectedVersion, IReadOnlyList<StateEntryChange> entryChanges)
+    private sealed class PendingWrite(string stateName, string key, byte[] payload, int expectedVersion, IReadOnlyList<StateEntryChange> entryChanges, bool open)
     {
         public string StateName { get; } = stateName;
 
@@ -468,6 +479,8 @@ public sealed class BatchedStateWriter : IAsyncDisposable
         public byte[] Payload { get; } = payload;
 
         public int ExpectedVersion { get; } = expectedVersion;
+
+        public bool Open { get; } = open;
 
         // A copy: the caller's list may change once the write is queued.
         public StateEntryChange[] EntryChanges { get; } = [.. entryChanges];

@@ -20,8 +20,9 @@ public sealed class StoredStateReader(ServiceDatabases databases)
     // Byte patterns of the JSON the silo writes (on the given payload column); the partial indexes in sql/040 use the
     // same ones. A participant record of the batched provider holds its prepared transactions in entry rows (sql/060);
     // the pattern still finds one stored in one row before records were split.
-    private static readonly Filter HasPreparedFilter = new(column => $"position('\"Prepared\":{{\"'::bytea IN {column}) > 0", StateLayouts.PreparedPrefix);
-    private static readonly Filter NotCompletedFilter = new(column => $"position('\"CompletedAt\":null'::bytea IN {column}) > 0", null);
+    private static readonly Filter HasPreparedFilter = new(column => $"position('\"Prepared\":{{\"'::bytea IN {column}) > 0", StateLayouts.PreparedPrefix, false);
+    // Batched rows carry the open flag (sql/070, indexed); a row without one (an older writer) is judged by its payload.
+    private static readonly Filter NotCompletedFilter = new(column => $"position('\"CompletedAt\":null'::bytea IN {column}) > 0", null, true);
 
     public ServiceDatabases Databases => databases;
 
@@ -134,8 +135,10 @@ public sealed class StoredStateReader(ServiceDatabases databases)
                   EntryArrays +
                   "WHERE s.state_name = @state AND s.payload IS NOT NULL" +
                   (key is null ? "" : " AND s.grain_key = @key") +
-                  (filter is null ? "" : " AND (" + filter.OnPayload("s.payload") +
-                                         (filter.EntryPrefix is null ? "" : " OR EXISTS (SELECT 1 " + EntriesOf + " AND starts_with(x.entry_key, @entryPrefix))") + ")") +
+                  (filter is null ? "" : filter.ByOpenFlag
+                      ? " AND (s.open OR (s.open IS NULL AND " + filter.OnPayload("s.payload") + "))"
+                      : " AND (" + filter.OnPayload("s.payload") +
+                        (filter.EntryPrefix is null ? "" : " OR EXISTS (SELECT 1 " + EntriesOf + " AND starts_with(x.entry_key, @entryPrefix))") + ")") +
                   (mentions is null ? "" : " AND (position(@mentions IN s.payload) > 0 OR EXISTS (SELECT 1 " + EntriesOf + " AND x.entry_key = ANY(@entryKeys)))");
         await using var connection = new NpgsqlConnection(connectionString);
         await connection.OpenAsync(cancellationToken);
@@ -166,6 +169,6 @@ public sealed class StoredStateReader(ServiceDatabases databases)
         return result;
     }
 
-    /// <summary>A condition on a payload column, or for split records on the keys of their entry rows.</summary>
-    private sealed record Filter(Func<string, string> OnPayload, string? EntryPrefix);
+    /// <summary>A condition on a payload column, or for split records on the keys of their entry rows, or for batched rows on their open flag.</summary>
+    private sealed record Filter(Func<string, string> OnPayload, string? EntryPrefix, bool ByOpenFlag);
 }
