@@ -58,16 +58,7 @@ public sealed class BatchedSplitRecordTests(PostgresFixture fixture, ITestOutput
             var stored = layout.Remember(rows);
             foreach (var record in history)
             {
-                var expected = ExpectedRows(record);
-                var differing = expected.Keys.Union(rows.Keys).Count(k => !(rows.TryGetValue(k, out var old) && expected.TryGetValue(k, out var now) && old.AsSpan().SequenceEqual(now)));
-                var split = layout.Split(record, stored);
-                Assert.Equal(differing, split.Changes.Count);
-                foreach (var change in split.Changes)
-                    if (change.Payload is null) Assert.True(rows.Remove(change.Key));
-                    else rows[change.Key] = change.Payload;
-                split.Written();
-
-                Assert.Equal(Describe(expected), Describe(rows));
+                var (split, expected) = SplitAndApply(layout, record, stored, rows);
                 Assert.Equal(expected.Count, stored.Count);
                 Assert.Empty(layout.Split(record, stored).Changes);
                 Assert.Empty(layout.Split(record, layout.Remember(rows)).Changes);
@@ -106,16 +97,7 @@ public sealed class BatchedSplitRecordTests(PostgresFixture fixture, ITestOutput
                     // A copy that is never written: the next one names changes since it, not since the rows, so all are compared.
                     case Step.CopyNotWritten: machine.CopyRecord(); break;
                     case Step.Write:
-                        var record = machine.CopyRecord();
-                        var expected = ExpectedRows(record);
-                        var differing = expected.Keys.Union(rows.Keys).Count(k => !(rows.TryGetValue(k, out var old) && expected.TryGetValue(k, out var value) && old.AsSpan().SequenceEqual(value)));
-                        var split = layout.Split(record, stored);
-                        Assert.Equal(differing, split.Changes.Count);
-                        foreach (var change in split.Changes)
-                            if (change.Payload is null) Assert.True(rows.Remove(change.Key));
-                            else rows[change.Key] = change.Payload;
-                        split.Written();
-                        Assert.Equal(Describe(expected), Describe(rows));
+                        SplitAndApply(layout, machine.CopyRecord(), stored, rows);
                         break;
                 }
             }
@@ -551,6 +533,25 @@ public sealed class BatchedSplitRecordTests(PostgresFixture fixture, ITestOutput
     }
 
     /// <summary>The entry rows a record is stored as: key → compact JSON of the entry.</summary>
+    /// <summary>
+    /// Splits <paramref name="record"/> against <paramref name="stored"/>, checks that it changes exactly the entries
+    /// that differ from <paramref name="rows"/>, applies the changes to them as the database would, and marks the split
+    /// written; the rows then hold exactly the record's entries.
+    /// </summary>
+    private static (StateSplit Split, Dictionary<string, byte[]> Expected) SplitAndApply(IStateLayout<EscrowRecord> layout, EscrowRecord record, IStoredEntries stored, Dictionary<string, byte[]> rows)
+    {
+        var expected = ExpectedRows(record);
+        var differing = expected.Keys.Union(rows.Keys).Count(k => !(rows.TryGetValue(k, out var old) && expected.TryGetValue(k, out var value) && old.AsSpan().SequenceEqual(value)));
+        var split = layout.Split(record, stored);
+        Assert.Equal(differing, split.Changes.Count);
+        foreach (var change in split.Changes)
+            if (change.Payload is null) Assert.True(rows.Remove(change.Key));
+            else rows[change.Key] = change.Payload;
+        split.Written();
+        Assert.Equal(Describe(expected), Describe(rows));
+        return (split, expected);
+    }
+
     private static Dictionary<string, byte[]> ExpectedRows(EscrowRecord record) => ExpectedRows<EscrowCounter, long>(record);
 
     private static Dictionary<string, byte[]> ExpectedRows<TResource, TWork>(ParticipantRecord<TResource, TWork> record) where TResource : new() =>
