@@ -307,6 +307,7 @@ public sealed class TransactionCoordinatorGrain : Grain, ITransactionCoordinator
             return new InquiryReply(InquiryReply.Abort, null);
         }
         _logger.LogInformation("Inquiry answered {TransactionId}: {Decision}", TransactionId, inquiry.Pending ? "pending" : inquiry.Decision);
+        if (_machine.Record.IsCompleted) DeactivateOnIdle();
         return inquiry.Pending
             ? new InquiryReply(InquiryReply.Pending, null)
             : new InquiryReply(inquiry.Decision == Decision.Commit ? InquiryReply.Commit : InquiryReply.Abort, _machine.Record.PrepareDeadline);
@@ -321,6 +322,8 @@ public sealed class TransactionCoordinatorGrain : Grain, ITransactionCoordinator
             _logger.LogInformation("Recovery {TransactionId}: re-sending {Decision} to {Participants}", TransactionId, _machine.Record.Decision,
                 string.Join(", ", actions.OfType<SendDecision>().Select(a => a.Participant)));
         Execute(actions);
+        // A sweep that listed it before it completed may ask after it left memory: nothing to do, leave again.
+        if (actions.Count == 0 && _machine.Record.IsCompleted) DeactivateOnIdle();
         return await GetReport();
     }
 

@@ -236,6 +236,19 @@ public abstract class ParticipantGrain<TResource, TWork> : Grain where TResource
     public async Task<int> ResolveInDoubt(TimeSpan olderThan)
     {
         if (olderThan < TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(olderThan), olderThan, "an age cannot be negative");
+        try
+        {
+            return await ResolveInDoubtCore(olderThan);
+        }
+        finally
+        {
+            // A sweep that listed this participant while it was prepared may ask after it finished (and left memory).
+            DeactivateIfDone();
+        }
+    }
+
+    private async Task<int> ResolveInDoubtCore(TimeSpan olderThan)
+    {
         var (inDoubt, _) = await Step(StepKind.Read, () => _machine.InDoubt(Now, olderThan), _ => Durability.None);
         if (inDoubt.Count == 0) return 0;
         var asks = inDoubt.Select(async t =>
@@ -280,6 +293,12 @@ public abstract class ParticipantGrain<TResource, TWork> : Grain where TResource
     {
         ParticipantArguments.RequireTransactionId(transactionId);
         return Read(machine => machine.StatusOf(transactionId).ToString());
+    }
+
+    /// <summary>A grain of one transaction (a shipment) with nothing prepared has nothing left to do: it leaves memory.</summary>
+    private void DeactivateIfDone()
+    {
+        if (ServesOneTransaction && !_mustReload && _machine.Record.Prepared.Count == 0) DeactivateOnIdle();
     }
 
     /// <summary>
@@ -332,7 +351,7 @@ public abstract class ParticipantGrain<TResource, TWork> : Grain where TResource
         if (result.Case == DecisionCase.Conflict) ThrowViolation(transactionId, decision);
         await WhenWritten(durable, transactionId, decision == Decision.Commit ? "committed" : "rolled back");
         Logger.LogDebug("{Decision} acknowledged {TransactionId} by {Participant} ({Case})", decision, transactionId, ParticipantName, result.Case);
-        if (ServesOneTransaction && _machine.Record.Prepared.Count == 0) DeactivateOnIdle();
+        DeactivateIfDone();
     }
 
     private void ThrowViolation(string transactionId, Decision decision)

@@ -1,4 +1,5 @@
 using OrleansTwoPC.Cluster.Tests.Infrastructure;
+using OrleansTwoPC.Grains;
 using OrleansTwoPC.Protocol;
 using OrleansTwoPC.Storage.Records;
 
@@ -31,7 +32,43 @@ public sealed class PerOrderActivationTests(TwoPcClusterFixture fixture) : Clust
             n => n == 0, TimeSpan.FromSeconds(30));
         Assert.Equal(0, unfinished);
 
-        var keys = orders.Select(o => o.OrderId).Concat(transactions).ToHashSet();
+        await AssertLeftMemory(orders.Select(o => o.OrderId).Concat(transactions).ToHashSet(), transactions);
+
+        // Reactivated from their records, they answer as before.
+        Assert.Equal("Confirmed", (await Shipment(committed[0].OrderId)).Status);
+        // The aborted order's shipment was rolled back, or never prepared if the abort came first.
+        Assert.Contains((await Shipment(aborted.OrderId)).Status, new[] { "Cancelled", "None" });
+        Assert.Equal(OrderStatus.Committed, (await Place(committed[0])).Status);
+        Assert.Equal(OrderStatus.Aborted, (await Place(aborted)).Status);
+        Assert.Equal(15, (await Stock(sku)).Committed);
+    }
+
+    [Fact]
+    public async Task Asked_by_recovery_after_completion_they_leave_memory_again()
+    {
+        var sku = await NewSku(5);
+        var account = await NewAccount(1_000_000);
+        var order = Order(account, (sku, 1, 100));
+        Assert.Equal(OrderStatus.Committed, (await Place(order)).Status);
+        var tx = TransactionIds.FromOrderId(order.OrderId);
+        var keys = new HashSet<string> { order.OrderId, tx };
+        var reader = new StoredStateReader(Fixture.Databases);
+        await Eventually(async () => (await reader.CoordinatorAsync(tx)).Single().State.IsCompleted, done => done, TimeSpan.FromSeconds(30));
+        await AssertLeftMemory(keys, new HashSet<string> { tx });
+
+        // As a sweep asks that listed them while they were still at work: they are activated from their records ...
+        var shipment = Fixture.InsideCluster.Participant(new ParticipantId(ParticipantKind.Shipment, order.OrderId));
+        Assert.Equal(0, await shipment.ResolveInDoubt(TimeSpan.Zero));
+        var coordinator = Fixture.InsideCluster.GetGrain<ITransactionCoordinatorGrain>(tx);
+        Assert.Equal(InquiryReply.Commit, (await coordinator.QueryOutcome()).Decision);
+        await coordinator.Recover();
+        // ... and leave again instead of staying for Orleans' idle time (15 minutes).
+        await AssertLeftMemory(keys, new HashSet<string> { tx });
+    }
+
+    private async Task AssertLeftMemory(IReadOnlySet<string> keys, IReadOnlySet<string> transactions)
+    {
+        var reader = new StoredStateReader(Fixture.Databases);
         var management = Grains.GetGrain<IManagementGrain>(0);
         var remaining = await Eventually(
             async () => (await management.GetDetailedGrainStatistics()).Where(s => keys.Contains(s.GrainId.Key.ToString()!)).Select(s => s.GrainId.ToString()).ToList(),
@@ -43,13 +80,5 @@ public sealed class PerOrderActivationTests(TwoPcClusterFixture fixture) : Clust
                 .Select(c => $"{c.Key}: {c.State.Decision} completed {c.State.CompletedAt:HH:mm:ss.fff}");
             Assert.Fail($"still activated after completion at {DateTime.UtcNow:HH:mm:ss.fff}: {string.Join(", ", remaining)}; records: {string.Join("; ", stored)}");
         }
-
-        // Reactivated from their records, they answer as before.
-        Assert.Equal("Confirmed", (await Shipment(committed[0].OrderId)).Status);
-        // The aborted order's shipment was rolled back, or never prepared if the abort came first.
-        Assert.Contains((await Shipment(aborted.OrderId)).Status, new[] { "Cancelled", "None" });
-        Assert.Equal(OrderStatus.Committed, (await Place(committed[0])).Status);
-        Assert.Equal(OrderStatus.Aborted, (await Place(aborted)).Status);
-        Assert.Equal(15, (await Stock(sku)).Committed);
     }
 }
