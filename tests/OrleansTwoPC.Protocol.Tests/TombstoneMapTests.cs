@@ -143,4 +143,36 @@ public sealed class TombstoneMapTests
         map.RemoveExpired(Epoch.AddSeconds(10).AddTicks(1));
         Assert.False(map.ContainsKey(id));
     }
+
+    [Fact]
+    public void Its_dictionary_members_behave_as_a_dictionarys()
+    {
+        var (a, b) = ($"tx-{Guid.NewGuid():N}", $"tx-{Guid.NewGuid():N}");
+        var first = new DecidedTransaction { Outcome = Decision.Commit, KeepUntil = Epoch };
+        var second = new DecidedTransaction { Outcome = Decision.Abort, KeepUntil = Epoch.AddSeconds(1) };
+        IDictionary<string, DecidedTransaction> map = new TombstoneMap();
+        map.Add(a, first);
+        map.Add(new KeyValuePair<string, DecidedTransaction>(b, second));
+        Assert.Throws<ArgumentException>(() => map.Add(a, second));
+        Assert.Throws<ArgumentNullException>(() => map[a] = null!);
+        Assert.Same(first, map[a]);
+
+        Assert.True(map.Contains(new KeyValuePair<string, DecidedTransaction>(a, first)));
+        Assert.False(map.Contains(new KeyValuePair<string, DecidedTransaction>(a, second)));
+        Assert.Equal(new[] { a, b }.Order(StringComparer.Ordinal), map.Keys.Order(StringComparer.Ordinal));
+        Assert.Equal(2, map.Values.Count);
+        var copied = new KeyValuePair<string, DecidedTransaction>[3];
+        map.CopyTo(copied, 1);
+        Assert.Equal(new[] { a, b }.Order(StringComparer.Ordinal), copied.Skip(1).Select(p => p.Key).Order(StringComparer.Ordinal));
+        Assert.True(map.TryGetValue(b, out var found) && ReferenceEquals(found, second));
+        Assert.False(map.TryGetValue("tx-none", out _));
+
+        // A pair is removed only with the very tombstone it names.
+        Assert.False(map.Remove(new KeyValuePair<string, DecidedTransaction>(a, second)));
+        Assert.True(map.Remove(new KeyValuePair<string, DecidedTransaction>(a, first)));
+        Assert.False(map.Remove(a));
+        Assert.False(map.IsReadOnly);
+        Assert.Equal(new[] { b }, map.Select(p => p.Key));
+        Assert.Equal(new[] { b }, ((System.Collections.IEnumerable)map).Cast<KeyValuePair<string, DecidedTransaction>>().Select(p => p.Key));
+    }
 }
