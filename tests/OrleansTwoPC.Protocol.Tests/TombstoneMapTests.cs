@@ -105,10 +105,16 @@ public sealed class TombstoneMapTests
         var snapshot = map.Snapshot();
         var tombstone = new DecidedTransaction { Outcome = Decision.Abort, KeepUntil = Epoch };
 
-        Assert.Throws<InvalidOperationException>(() => snapshot[id] = tombstone);
+        var refused = Assert.Throws<InvalidOperationException>(() => snapshot[id] = tombstone);
+        Assert.Equal("a snapshot of the tombstones cannot change; thaw it first", refused.Message);
         Assert.Throws<InvalidOperationException>(() => snapshot.Remove(id));
         Assert.Throws<InvalidOperationException>(() => snapshot.RemoveExpired(Epoch.AddDays(1)));
         Assert.Throws<InvalidOperationException>(snapshot.Clear);
+        // Refused even when the change would change nothing.
+        Assert.Throws<InvalidOperationException>(() => snapshot.Remove("tx-none"));
+        Assert.Throws<InvalidOperationException>(() => snapshot.RemoveExpired(Epoch.AddDays(-1)));
+        Assert.Throws<InvalidOperationException>(new TombstoneMap().Snapshot().Clear);
+        Assert.Same(map, map.Thaw());
         Assert.Same(snapshot, snapshot.Snapshot());
         Assert.Equal(Decision.Commit, snapshot[id].Outcome);
 
@@ -153,7 +159,8 @@ public sealed class TombstoneMapTests
         IDictionary<string, DecidedTransaction> map = new TombstoneMap();
         map.Add(a, first);
         map.Add(new KeyValuePair<string, DecidedTransaction>(b, second));
-        Assert.Throws<ArgumentException>(() => map.Add(a, second));
+        var duplicate = Assert.Throws<ArgumentException>(() => map.Add(a, second));
+        Assert.StartsWith($"a tombstone for '{a}' exists", duplicate.Message);
         Assert.Throws<ArgumentNullException>(() => map[a] = null!);
         Assert.Same(first, map[a]);
 

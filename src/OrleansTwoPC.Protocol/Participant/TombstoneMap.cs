@@ -30,11 +30,6 @@ public sealed class TombstoneMap : IDictionary<string, DecidedTransaction>, IRea
     {
     }
 
-    public TombstoneMap(IEnumerable<KeyValuePair<string, DecidedTransaction>> tombstones)
-        : this(ImmutableDictionary.CreateRange(StringComparer.Ordinal, tombstones), new object(), 0, frozen: false)
-    {
-    }
-
     private TombstoneMap(ImmutableDictionary<string, DecidedTransaction> items, object lineage, long generation, bool frozen)
     {
         _items = items;
