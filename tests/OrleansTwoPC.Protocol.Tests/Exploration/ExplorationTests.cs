@@ -165,6 +165,27 @@ public sealed class PlantedBugExplorationTests(ITestOutputHelper output)
         Assert.True(reduced.States <= full.States, $"{reduced.States} states with the reduction, {full.States} without");
     }
 
+    /// <summary>
+    /// Symmetry merges only where the SKU and the account both take part: over those two, each bug is caught at the
+    /// same depth with it as without it.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Bugs))]
+    public void APlantedBug_IsCaught_AtTheSameDepth_WithoutTheSymmetry(PlantedBug bug)
+    {
+        var scope = new ExplorationScope("one transaction, the SKU and the account", ScopeFor(bug).Budgets, CompetingForOneSku: false, WithAccount: true, WithShipment: false);
+        var reduced = Explorer.Run(scope, bug, maxStates: 300_000);
+        var full = Explorer.Run(scope, bug, maxStates: 300_000, reductions: Reductions.All & ~Reductions.Symmetry);
+        ExplorationReport.Write(output, scope, reduced);
+        ExplorationReport.Write(output, scope, full);
+        Assert.NotNull(reduced.Violation);
+        Assert.NotNull(full.Violation);
+        Assert.DoesNotContain("more than", reduced.Violation);
+        Assert.DoesNotContain("more than", full.Violation);
+        Assert.Equal(full.Depth, reduced.Depth);
+        Assert.True(reduced.States <= full.States, $"{reduced.States} states with the symmetry, {full.States} without");
+    }
+
     private static ExplorationScope ScopeFor(PlantedBug bug)
     {
         // The smallest budgets that let each bug show: breadth-first stops at the first violation.
