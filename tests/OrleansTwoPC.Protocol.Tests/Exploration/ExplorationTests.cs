@@ -224,7 +224,7 @@ public sealed class ExplorationReductionTests(ITestOutputHelper output)
     [InlineData(Reductions.Subsumption, "two participants")]
     [InlineData(Reductions.DeadMessages, "two participants")]
     [InlineData(Reductions.PastInDoubtTimes, "two participants")]
-    [InlineData(Reductions.Symmetry, "three participants")]
+    [InlineData(Reductions.Symmetry, "the SKU and the account")]
     public void AReduction_ReachesEveryFormTheSearchWithoutItReaches_InFewerStates(Reductions reduction, string scopeName)
     {
         var scope = scopeName switch
@@ -236,7 +236,7 @@ public sealed class ExplorationReductionTests(ITestOutputHelper output)
             // Reservations made at different times (one participant has only one, so merging their starts saves nothing there).
             "two participants" => ExplorationScope.OneTransaction(new FaultBudgets(1, 1, 0, 0, 0, 0, 0), withAccount: false),
             // The SKU and the account, which behave alike.
-            "three participants" => ExplorationScope.OneTransaction(new FaultBudgets(0, 0, 0, 0, 0, 0, 0), withAccount: true),
+            "the SKU and the account" => new ExplorationScope(scopeName, new FaultBudgets(1, 1, 0, 0, 0, 0, 0), CompetingForOneSku: false, WithAccount: true, WithShipment: false),
             _ => throw new ArgumentException($"no scope {scopeName}"),
         };
         var withoutForms = new HashSet<UInt128>();
