@@ -61,7 +61,7 @@ public sealed class ExplorationTests(ITestOutputHelper output)
     /// <summary>Scopes past the CI budget, measured once (see docs/design.md): TWOPC_EXPLORE_LARGER=1 runs them.</summary>
     public static TheoryData<string> LargerScopes() => new()
     {
-        "every fault over two", "every fault over one, with a duplicate activation",
+        "every fault over two", "every fault over one, with a duplicate activation", "crashes over three",
     };
 
     [Theory]
@@ -73,6 +73,8 @@ public sealed class ExplorationTests(ITestOutputHelper output)
         {
             "every fault over two" => ExplorationScope.OneTransaction(new FaultBudgets(1, 1, 1, 1, 1, 0, 0), withAccount: false),
             "every fault over one, with a duplicate activation" => ExplorationScope.OneTransactionOneParticipant(new FaultBudgets(1, 1, 1, 1, 1, 1, 1)),
+            // Faults over three participants: a crash of each node kind (the scope is out of reach, see docs/design.md).
+            "crashes over three" => ExplorationScope.OneTransaction(new FaultBudgets(1, 1, 0, 0, 0, 0, 0), withAccount: true),
             _ => throw new ArgumentException($"no scope {scopeName}"),
         };
         var result = Explorer.Run(scope, maxStates: int.MaxValue, progress: Progress);
