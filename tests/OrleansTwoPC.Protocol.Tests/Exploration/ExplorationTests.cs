@@ -62,6 +62,7 @@ public sealed class ExplorationTests(ITestOutputHelper output)
     public static TheoryData<string> LargerScopes() => new()
     {
         "every fault over two", "every fault over one, with a duplicate activation", "crashes over three",
+        "crashes, drop and write failure over three",
     };
 
     [Theory]
@@ -75,6 +76,8 @@ public sealed class ExplorationTests(ITestOutputHelper output)
             "every fault over one, with a duplicate activation" => ExplorationScope.OneTransactionOneParticipant(new FaultBudgets(1, 1, 1, 1, 1, 1, 1)),
             // Faults over three participants: a crash of each node kind (the scope is out of reach, see docs/design.md).
             "crashes over three" => ExplorationScope.OneTransaction(new FaultBudgets(1, 1, 0, 0, 0, 0, 0), withAccount: true),
+            // The scope but for the duplicate, which multiplies the states about seven times over two participants.
+            "crashes, drop and write failure over three" => ExplorationScope.OneTransaction(new FaultBudgets(1, 1, 1, 0, 1, 0, 0), withAccount: true),
             _ => throw new ArgumentException($"no scope {scopeName}"),
         };
         var result = Explorer.Run(scope, maxStates: int.MaxValue, progress: Progress);
