@@ -7,7 +7,7 @@ namespace OrleansTwoPC.Protocol.Tests.Exploration;
 /// budgets keeps every property, and every planted bug is caught with a shortest trace. Larger budgets:
 /// TWOPC_EXPLORE_THREE=1 runs the scope (three participants, every fault); TWOPC_EXPLORE_LARGER=1 the other
 /// measured scopes past the CI budget; TWOPC_EXPLORE_BUDGET=n gives the one-transaction scope three participants and
-/// n of every fault (out of reach for n above 1). TWOPC_EXPLORE_PROGRESS=file appends a line per depth to the file.
+/// n of every fault (out of reach for n of 1 or more). TWOPC_EXPLORE_PROGRESS=file appends a line per depth to the file.
 /// </summary>
 public sealed class ExplorationTests(ITestOutputHelper output)
 {
