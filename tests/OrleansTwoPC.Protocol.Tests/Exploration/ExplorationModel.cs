@@ -75,6 +75,13 @@ public sealed record ExMessage(
 
     private UInt128? _id;
 
+    /// <summary>The <see cref="Id"/> of this message sent to the other participant of <paramref name="swap"/>.</summary>
+    internal UInt128 IdUnder(Swap swap) => _swappedId ??= swap.Other(Participant) is { } other
+        ? new ExMessage(Kind, Tx, other, Deadline, Vote, Reason, Decision, Attempt, Duplicate).Id
+        : Id;
+
+    private UInt128? _swappedId; // a scope has one swap at most
+
     public string Describe(DateTimeOffset epoch) => Kind switch
     {
         MessageKind.Prepare => $"prepare {Tx} (deadline t={Ms(Deadline, epoch)}) to {Participant}{(Duplicate ? " from the duplicate activation" : "")}",
@@ -110,7 +117,9 @@ internal abstract class ExParticipant(ParticipantId id)
     public abstract IEnumerable<(string Tx, Decision Outcome, DateTimeOffset KeepUntil)> DurableDecided { get; }
     public abstract ParticipantTransactionStatus DurableStatus(string tx);
     public abstract void Check();
-    public abstract void WriteKey(StateKey key);
+    /// <summary>Writes the part's form. With <paramref name="inDoubtBy"/>, the start of a reservation already in doubt
+    /// by then is left out (see <see cref="Reductions.PastInDoubtTimes"/>).</summary>
+    public abstract void WriteKey(StateKey key, DateTimeOffset? inDoubtBy = null);
     public abstract string Describe(DateTimeOffset epoch);
 }
 
@@ -201,8 +210,10 @@ internal sealed class ExParticipant<TResource, TWork> : ExParticipant where TRes
         _machineShared = false;
     }
 
+    /// <summary>In transaction order, so that the events enabled in a state follow from its form alone (a trace is
+    /// kept as the position of each event among those enabled).</summary>
     public override IEnumerable<(string Tx, DateTimeOffset PreparedAt, DateTimeOffset Deadline)> LivePrepared =>
-        _machine.Record.Prepared.Select(p => (p.Key, p.Value.PreparedAt, p.Value.Deadline));
+        Sorted(_machine.Record.Prepared).Select(p => (p.Key, p.Value.PreparedAt, p.Value.Deadline));
 
     public override IEnumerable<(string Tx, DateTimeOffset Deadline)> DurablePrepared => _durable.Prepared.Select(p => (p.Key, p.Value.Deadline));
 
@@ -227,13 +238,13 @@ internal sealed class ExParticipant<TResource, TWork> : ExParticipant where TRes
         }
     }
 
-    public override void WriteKey(StateKey key)
+    public override void WriteKey(StateKey key, DateTimeOffset? inDoubtBy = null)
     {
-        WriteRecord(key, _machine.Record);
-        WriteRecord(key, _durable);
+        WriteRecord(key, _machine.Record, inDoubtBy);
+        WriteRecord(key, _durable, inDoubtBy);
     }
 
-    private void WriteRecord(StateKey key, ParticipantRecord<TResource, TWork> record)
+    private void WriteRecord(StateKey key, ParticipantRecord<TResource, TWork> record, DateTimeOffset? inDoubtBy)
     {
         _resourceKey(key, record.Resource);
         key.Add(record.Prepared.Count);
@@ -241,7 +252,8 @@ internal sealed class ExParticipant<TResource, TWork> : ExParticipant where TRes
         {
             // The work and the coordinator are the transaction's (see Prepare), so the id stands for them.
             key.Add(tx);
-            key.Add(p.PreparedAt);
+            if (inDoubtBy is { } now && now - p.PreparedAt >= Explorer.Options.InDoubtTimeout) key.Add(InDoubt);
+            else key.Add(p.PreparedAt);
             key.Add(p.Deadline);
         }
         key.Add(record.Decided.Count);
@@ -253,6 +265,9 @@ internal sealed class ExParticipant<TResource, TWork> : ExParticipant where TRes
             key.Add(d.KeepUntil);
         }
     }
+
+    /// <summary>Stands for the start of a reservation in doubt: a tick count no time has.</summary>
+    private const long InDoubt = long.MinValue + 1;
 
     /// <summary>Entries in key order; the common case of one entry allocates nothing.</summary>
     private static IEnumerable<KeyValuePair<string, T>> Sorted<T>(IReadOnlyDictionary<string, T> entries) =>
@@ -376,7 +391,7 @@ internal sealed class ExCoordinator
         Heuristic = r.Heuristic,
     };
 
-    public static void WriteRecord(StateKey key, CoordinatorRecord? r)
+    public static void WriteRecord(StateKey key, CoordinatorRecord? r, Swap? swap = null)
     {
         if (r is null) { key.Add(-1); return; }
         // Times and reasons that no rule reads (when it was decided or completed, why it aborted) are left
@@ -388,9 +403,10 @@ internal sealed class ExCoordinator
         key.Add(r.PresumedAbort);
         key.Add(r.Heuristic);
         key.Add(r.Participants.Count);
-        // Entries keep the order of Begin's list, so the position names the participant.
-        foreach (var p in r.Participants)
+        // Entries keep the order of Begin's list, so the position names the participant (exchanged, with a swap).
+        for (var i = 0; i < r.Participants.Count; i++)
         {
+            var p = r.Participants[swap is null || r.Participants.Count <= swap.Last ? i : swap.Place(i)];
             key.Add(p.Vote is { } vote ? (int)vote : -1);
             key.Add(p.Reason == Refusals.UnknownResource);
             key.Add((int)p.Source);
@@ -398,15 +414,19 @@ internal sealed class ExCoordinator
         }
     }
 
-    public void WriteKey(StateKey key)
+    /// <param name="swap">When given, the form of this coordinator with the swap's two participants exchanged.</param>
+    public void WriteKey(StateKey key, Swap? swap = null)
     {
         key.Add((int)Machine.Phase);
-        WriteRecord(key, Machine.Record);
-        WriteRecord(key, Durable);
-        WriteRecord(key, WriteInFlight);
+        WriteRecord(key, Machine.Record, swap);
+        WriteRecord(key, Durable, swap);
+        WriteRecord(key, WriteInFlight, swap);
         key.Add(WriteIsCompletion); key.Add(PrepareTimer); key.Add(Submitted); key.Add(ClientWaiting); key.Add((int)ClientTold); key.Add(AbortAnswered);
         key.Add(Attempts.Count);
-        foreach (var (p, a) in Attempts.Entries) { key.Add(p); key.Add(a); }
+        if (swap is null)
+            foreach (var (p, a) in Attempts.Entries) { key.Add(p); key.Add(a); }
+        else
+            foreach (var (p, a) in swap.Renamed(Attempts.Entries)) { key.Add(p); key.Add(a); }
         key.Add(IssuedDeadlines.Count);
         foreach (var d in IssuedDeadlines.Items) key.Add(d);
         key.Add(Duplicate is not null);
@@ -414,7 +434,7 @@ internal sealed class ExCoordinator
         {
             key.Add((int)Duplicate.Phase);
             key.Add(DuplicateTimer);
-            WriteRecord(key, Duplicate.Record);
+            WriteRecord(key, Duplicate.Record, swap);
         }
     }
 }

@@ -71,6 +71,7 @@ internal sealed class World
         Bugs = Bugs,
         LeavesOutDeadMessages = LeavesOutDeadMessages,
         TombstoneTime = TombstoneTime,
+        Symmetry = Symmetry,
         CoordinatorCrashes = CoordinatorCrashes,
         ParticipantCrashes = ParticipantCrashes,
         Drops = Drops,
@@ -83,6 +84,32 @@ internal sealed class World
         Messages = new List<ExMessage>(Messages),
         DurableOutcomes = DurableOutcomes, // immutable: shared until written
         RolledBackAttempts = RolledBackAttempts,
+    };
+
+    /// <summary>Every budget, one byte each: <see cref="SpareFaults"/> and the duplicate activations left.</summary>
+    public long Budgets => SpareFaults | Byte(DuplicateActivations) << 48;
+
+    /// <summary>A world with this one's settings and the given parts (see <see cref="WorldQueue"/>).</summary>
+    public World With(DateTimeOffset now, long budgets, List<ExCoordinator> coordinators, List<ExParticipant> participants,
+        List<ExMessage> messages, SmallMap<string, Decision> outcomes, SmallSet<string> rolledBack) => new()
+    {
+        Now = now,
+        Bugs = Bugs,
+        LeavesOutDeadMessages = LeavesOutDeadMessages,
+        TombstoneTime = TombstoneTime,
+        Symmetry = Symmetry,
+        CoordinatorCrashes = (int)(budgets & 0xff),
+        ParticipantCrashes = (int)(budgets >> 8 & 0xff),
+        Drops = (int)(budgets >> 16 & 0xff),
+        Duplicates = (int)(budgets >> 24 & 0xff),
+        WriteFailures = (int)(budgets >> 32 & 0xff),
+        Resubmits = (int)(budgets >> 40 & 0xff),
+        DuplicateActivations = (int)(budgets >> 48 & 0xff),
+        Coordinators = coordinators,
+        Participants = participants,
+        Messages = messages,
+        DurableOutcomes = outcomes,
+        RolledBackAttempts = rolledBack,
     };
 
     private static DateTimeOffset Epoch => Explorer.Epoch;
@@ -117,23 +144,38 @@ internal sealed class World
     /// the fault budgets in <see cref="SpareFaults"/>, which the explorer compares by subsumption. The budget of
     /// duplicate activations stays in the key: the clock reads it (see <see cref="NextLandmark"/>).
     /// </summary>
-    /// <param name="withoutDead">Write the form of this state with its dead messages left out (to compare a search
-    /// that keeps them with one that does not).</param>
-    public void WriteKey(StateKey key, bool withoutDead = false)
+    /// <param name="reductions">The reductions that merge forms: with <see cref="Reductions.DeadMessages"/> dead messages
+    /// are left out (to compare a search that keeps them in flight with one that does not), with
+    /// <see cref="Reductions.PastInDoubtTimes"/> the starts of reservations already in doubt.</param>
+    /// <param name="swap">When given, the form of this state with the swap's two participants exchanged.</param>
+    public void WriteKey(StateKey key, Reductions reductions, Swap? swap = null)
     {
+        var withoutDead = reductions.HasFlag(Reductions.DeadMessages);
+        DateTimeOffset? inDoubtBy = reductions.HasFlag(Reductions.PastInDoubtTimes) ? Now : null;
         key.Clear();
         key.Add(Now);
         key.Add(DuplicateActivations);
-        foreach (var c in Coordinators) c.WriteKey(key);
-        foreach (var p in Participants) p.WriteKey(key);
-        key.Add(withoutDead ? Messages.Count(m => !IsDead(m)) : Messages.Count);
+        foreach (var c in Coordinators) c.WriteKey(key, swap);
+        for (var i = 0; i < Participants.Count; i++) Participants[swap?.Place(i) ?? i].WriteKey(key, inDoubtBy);
+        // Messages as a sorted multiset of their ids: the order does not depend on the names a swap exchanges.
+        Span<UInt128> ids = stackalloc UInt128[Messages.Count];
+        var count = 0;
         foreach (var m in Messages)
-            if (!withoutDead || !IsDead(m)) key.Add(m.Id);
-        key.Add(DurableOutcomes.Count);
-        foreach (var (k, v) in DurableOutcomes.Entries) { key.Add(k); key.Add((int)v); }
-        key.Add(RolledBackAttempts.Count);
-        foreach (var k in RolledBackAttempts.Items) key.Add(k);
+            if (!withoutDead || !IsDead(m)) ids[count++] = swap is null ? m.Id : m.IdUnder(swap);
+        ids = ids[..count];
+        ids.Sort();
+        key.Add(count);
+        foreach (var id in ids) key.Add(id);
+        var outcomes = swap is null ? DurableOutcomes.Entries : swap.Renamed(DurableOutcomes.Entries);
+        key.Add(outcomes.Length);
+        foreach (var (k, v) in outcomes) { key.Add(k); key.Add((int)v); }
+        var rolledBack = swap is null ? RolledBackAttempts.Items : swap.Renamed(RolledBackAttempts.Items);
+        key.Add(rolledBack.Length);
+        foreach (var k in rolledBack) key.Add(k);
     }
+
+    /// <summary>Two participants that behave alike in this scope, or null (see <see cref="Reductions.Symmetry"/>).</summary>
+    public Swap? Symmetry { get; init; }
 
     /// <summary>
     /// What is left of the budgets that only faults read, one byte each. A state with at least as much of each

@@ -13,7 +13,11 @@ public enum Reductions
     Subsumption = 1 << 0,
     /// <summary>Messages that can change nothing any more are taken out of flight.</summary>
     DeadMessages = 1 << 1,
-    All = Subsumption | DeadMessages,
+    /// <summary>The start of a reservation is left out of the form once the reservation is in doubt.</summary>
+    PastInDoubtTimes = 1 << 2,
+    /// <summary>A state and the state with the SKU and the account exchanged have one form (one order over both).</summary>
+    Symmetry = 1 << 3,
+    All = Subsumption | DeadMessages | PastInDoubtTimes | Symmetry,
 }
 
 /// <summary>What is explored: the transactions, who takes part, and the fault budgets.</summary>
@@ -73,34 +77,54 @@ public static class Explorer
     /// <param name="idSeed">When given, the ids are drawn from a random generator with this seed, so that two runs
     /// name everything alike and their forms can be compared.</param>
     public static ExplorationResult Run(ExplorationScope scope, PlantedBug bugs = PlantedBug.None, int maxStates = 3_000_000,
-        Reductions reductions = Reductions.All, ISet<UInt128>? forms = null, int? idSeed = null)
+        Reductions reductions = Reductions.All, ISet<UInt128>? forms = null, int? idSeed = null, Action<string>? progress = null)
     {
         var clock = Stopwatch.StartNew();
         var initial = Initial(scope, bugs, reductions.HasFlag(Reductions.DeadMessages), idSeed is { } seed ? new Random(seed) : null);
         var subsume = reductions.HasFlag(Reductions.Subsumption);
         initial.Check();
-        // A state is its canonical form and its spare fault budgets. States of one form are chained; a state is
-        // new only if no state of its form seen so far has at least its budgets (it could do everything this one can).
-        var byKey = new Dictionary<UInt128, int> { [Hash(initial)] = 0 };
-        forms?.Add(Hash(initial, withoutDead: true));
-        var sameKey = new List<int> { -1 };
-        var spare = new List<long> { initial.SpareFaults };
-        var parent = new List<int> { -1 };
-        var via = new List<ExEvent?> { null };
-        var depth = new List<int> { 0 };
-        var fairFrom = new List<int>();
-        var fairTo = new List<int>();
-        var settled = new List<int>();
-        int committedSettled = 0, abortedSettled = 0;
-        var queue = new Queue<(int Id, World World)>();
-        queue.Enqueue((0, initial));
+        // Per state, numbered in the order found (breadth-first, so also the order expanded): the hash of its
+        // canonical form, its spare fault budgets (by number: a scope has few vectors), the state it was first
+        // reached from and the position of that event among the ones enabled there. A state is new only if no
+        // state of its form seen so far has at least its budgets (it could do everything this one can).
+        var seen = new FingerprintTable();
+        var budgetVectors = new List<long>();
+        var budgetNumbers = new Dictionary<long, ushort>();
+        var spare = new BigList<ushort>();
+        var parent = new BigList<int>();
+        var via = new BigList<byte>();
+        var settled = new BigList<bool>();
+        // The fault-free edges, for termination: those of state s are fairTo[fairFrom[s] .. fairFrom[s + 1]).
+        var fairFrom = new BigList<int>();
+        var fairTo = new BigList<int>();
+        int settledCount = 0, committedSettled = 0, abortedSettled = 0;
+        var queue = new WorldQueue(initial);
         long transitions = 0;
+        int depth = 0, levelEnd = 1, deepest = 0;
+        var levels = new List<int> { 1, 0 };
 
-        while (queue.Count > 0)
+        // The form searched merges what the reductions on merge; the one compared merges what any of them would.
+        var merged = reductions & (Reductions.PastInDoubtTimes | Reductions.Symmetry);
+        Found(Hash(initial, merged), initial, -1, 0);
+        forms?.Add(Hash(initial, Reductions.All));
+
+        for (var id = 0; !queue.IsEmpty; id++)
         {
-            var (id, world) = queue.Dequeue();
-            foreach (var ev in world.Enabled().ToList())
+            var world = queue.Dequeue();
+            if (id == levelEnd)
             {
+                progress?.Invoke($"depth {depth}: {levels[depth]:N0} states; {seen.Count:N0} in all, {transitions:N0} transitions, {clock.Elapsed.TotalSeconds:0} s, " +
+                                 $"{queue.Parts:N0} parts kept, heap {GC.GetTotalMemory(false) >> 20:N0} MB, working set {Environment.WorkingSet >> 20:N0} MB");
+                depth++;
+                levelEnd = seen.Count;
+                levels.Add(0); // the level after the one now expanded
+            }
+            fairFrom.Add(checked((int)fairTo.Count));
+            var events = world.Enabled().ToList();
+            if (events.Count > byte.MaxValue) throw new InvalidOperationException($"{events.Count} events enabled in one state: a trace keeps each as a byte");
+            for (var e = 0; e < events.Count; e++)
+            {
+                var ev = events[e];
                 transitions++;
                 var next = world.Clone();
                 UInt128 hash;
@@ -108,112 +132,146 @@ public static class Explorer
                 try
                 {
                     next.Apply(ev);
-                    hash = Hash(next);
+                    hash = Hash(next, merged);
                     nextId = Covering(hash, next.SpareFaults);
                     // A state covered by one seen before has the same canonical form, so that one's check holds for it.
                     if (nextId < 0) next.Check();
                 }
                 catch (Exception ex) when (ex is ExplorationViolation or InvalidOperationException or ArgumentException or KeyNotFoundException)
                 {
-                    var trace = Replay(initial, Path(parent, via, id).Append(ev));
-                    return new ExplorationResult(parent.Count, transitions, depth[id] + 1, 0, clock.Elapsed, ex.Message, trace);
+                    var trace = Replay(initial, Path(id).Append(e));
+                    return new ExplorationResult(seen.Count, transitions, depth + 1, 0, clock.Elapsed, ex.Message, trace);
                 }
                 if (nextId < 0)
                 {
-                    nextId = parent.Count;
-                    if (nextId >= maxStates)
-                        return new ExplorationResult(parent.Count, transitions, depth[id] + 1, settled.Count, clock.Elapsed,
+                    if (seen.Count >= maxStates)
+                        return new ExplorationResult(seen.Count, transitions, depth + 1, settledCount, clock.Elapsed,
                             $"{scope.Name}: more than {maxStates} states; lower the budgets (the deepest path so far follows)",
-                            Replay(initial, Path(parent, via, id).Append(ev)));
-                    sameKey.Add(byKey.TryGetValue(hash, out var head) ? head : -1);
-                    byKey[hash] = nextId;
-                    forms?.Add(Hash(next, withoutDead: true));
-                    spare.Add(next.SpareFaults);
-                    parent.Add(id);
-                    via.Add(ev);
-                    depth.Add(depth[id] + 1);
-                    queue.Enqueue((nextId, next));
-                    if (next.Settled())
-                    {
-                        settled.Add(nextId);
-                        if (next.Coordinators.Any(c => c.Durable?.Decision == Decision.Commit)) committedSettled++;
-                        if (next.Coordinators.Any(c => c.Durable?.Decision == Decision.Abort)) abortedSettled++;
-                    }
+                            Replay(initial, Path(id).Append(e)));
+                    nextId = seen.Count;
+                    Found(hash, next, id, e);
+                    forms?.Add(Hash(next, Reductions.All));
+                    levels[depth + 1]++;
+                    deepest = depth + 1;
                 }
-                // Into a covering state: it has the same canonical form, and fault-free events read no budget.
-                if (!ev.IsFault)
-                {
-                    fairFrom.Add(id);
-                    fairTo.Add(nextId);
-                }
+                // Into a covering state: it has the same canonical form, and fault-free events read no budget. An
+                // edge back to its own state reaches nothing new.
+                if (!ev.IsFault && nextId != id) fairTo.Add(nextId);
             }
         }
+        fairFrom.Add(checked((int)fairTo.Count));
+        progress?.Invoke($"depth {depth}: {levels[depth]:N0} states; {seen.Count:N0} in all, {transitions:N0} transitions, {clock.Elapsed.TotalSeconds:0} s, " +
+                         $"{queue.Parts:N0} parts kept, heap {GC.GetTotalMemory(false) >> 20:N0} MB, working set {Environment.WorkingSet >> 20:N0} MB");
 
-        var stuck = FirstStuck(parent.Count, fairFrom, fairTo);
+        var stuck = FirstStuck();
         if (stuck >= 0)
         {
-            var path = Path(parent, via, stuck).ToList();
-            var trace = Replay(initial, path).ToList();
-            var state = initial.Clone();
-            foreach (var ev in path) state.Apply(ev);
+            var path = Path(stuck).ToList();
+            var trace = Replay(initial, path);
+            var state = At(initial, path);
             trace.Add("from here no fault-free continuation settles; state:");
             trace.AddRange(state.Describe().Select(line => "    " + line));
-            return new ExplorationResult(parent.Count, transitions, depth.Max(), settled.Count, clock.Elapsed,
+            return new ExplorationResult(seen.Count, transitions, deepest, settledCount, clock.Elapsed,
                 "termination: a reachable state from which no fault-free continuation resolves every participant", trace);
         }
-        return new ExplorationResult(parent.Count, transitions, depth.Max(), settled.Count, clock.Elapsed, null, Array.Empty<string>())
+        return new ExplorationResult(seen.Count, transitions, deepest, settledCount, clock.Elapsed, null, Array.Empty<string>())
         {
             SettledOutcomes = (committedSettled, abortedSettled),
         };
 
+        void Found(UInt128 hash, World world, int from, int e)
+        {
+            var budgets = world.SpareFaults;
+            if (!budgetNumbers.TryGetValue(budgets, out var number))
+            {
+                number = checked((ushort)budgetVectors.Count);
+                budgetNumbers.Add(budgets, number);
+                budgetVectors.Add(budgets);
+            }
+            seen.Add(hash);
+            spare.Add(number);
+            parent.Add(from);
+            via.Add((byte)e);
+            var isSettled = world.Settled();
+            settled.Add(isSettled);
+            if (isSettled)
+            {
+                settledCount++;
+                if (world.Coordinators.Any(c => c.Durable?.Decision == Decision.Commit)) committedSettled++;
+                if (world.Coordinators.Any(c => c.Durable?.Decision == Decision.Abort)) abortedSettled++;
+            }
+            queue.Enqueue(world);
+        }
+
         int Covering(UInt128 hash, long budgets)
         {
-            if (!byKey.TryGetValue(hash, out var s)) return -1;
-            for (; s >= 0; s = sameKey[s])
-                if (subsume ? World.Covers(spare[s], budgets) : spare[s] == budgets) return s;
+            var cursor = -1;
+            while (seen.Next(hash, ref cursor, out var s))
+            {
+                var vector = budgetVectors[spare[s]];
+                if (subsume ? World.Covers(vector, budgets) : vector == budgets) return s;
+            }
             return -1;
         }
 
-        int FirstStuck(int count, List<int> from, List<int> to)
+        IEnumerable<int> Path(int id)
         {
-            // Backwards from the settled states over fault-free edges; states are numbered breadth-first, so
-            // the lowest unreached number is a shallowest stuck state.
-            var incoming = new List<int>[count];
-            for (var i = 0; i < from.Count; i++) (incoming[to[i]] ??= new List<int>()).Add(from[i]);
-            var reaches = new bool[count];
-            var work = new Stack<int>();
-            foreach (var s in settled) { reaches[s] = true; work.Push(s); }
-            while (work.Count > 0)
+            var events = new List<int>();
+            for (var s = id; parent[s] >= 0; s = parent[s]) events.Add(via[s]);
+            events.Reverse();
+            return events;
+        }
+
+        int FirstStuck()
+        {
+            // Which states reach a settled one over fault-free edges: a fixpoint, swept from the last state to the
+            // first, as most edges lead to a state found later; each sweep also follows the edges that lead back.
+            var count = seen.Count;
+            var reaches = new BigList<bool>();
+            for (var s = 0; s < count; s++) reaches.Add(settled[s]);
+            for (var changed = true; changed;)
             {
-                var s = work.Pop();
-                if (incoming[s] is null) continue;
-                foreach (var p in incoming[s])
-                    if (!reaches[p]) { reaches[p] = true; work.Push(p); }
+                changed = false;
+                for (var s = count - 1; s >= 0; s--)
+                {
+                    if (reaches[s]) continue;
+                    for (long i = fairFrom[s], end = fairFrom[s + 1]; i < end; i++)
+                    {
+                        if (!reaches[fairTo[i]]) continue;
+                        reaches[s] = true;
+                        changed = true;
+                        break;
+                    }
+                }
             }
-            return Array.IndexOf(reaches, false);
+            // States are numbered breadth-first, so the lowest unreached number is a shallowest stuck state.
+            for (var s = 0; s < count; s++)
+                if (!reaches[s]) return s;
+            return -1;
         }
     }
 
-    private static IEnumerable<ExEvent> Path(List<int> parent, List<ExEvent?> via, int id)
+    /// <summary>The state a path of event positions leads to from <paramref name="initial"/>.</summary>
+    private static World At(World initial, IEnumerable<int> path)
     {
-        var events = new List<ExEvent>();
-        for (var s = id; parent[s] >= 0; s = parent[s]) events.Add(via[s]!);
-        events.Reverse();
-        return events;
+        var world = initial.Clone();
+        foreach (var e in path) world.Apply(world.Enabled().ElementAt(e));
+        return world;
     }
 
-    /// <summary>Replays a path with narration on: the trace in the protocol's own words.</summary>
-    private static List<string> Replay(World initial, IEnumerable<ExEvent> path)
+    /// <summary>Replays a path (each event by its position among those enabled) with narration on: the trace in the
+    /// protocol's own words.</summary>
+    private static List<string> Replay(World initial, IEnumerable<int> path)
     {
         var world = initial.Clone();
         world.Notes = new List<string>();
         var step = 0;
-        foreach (var ev in path)
+        foreach (var e in path)
         {
             var before = world.Notes.Count;
             try
             {
-                world.Apply(ev);
+                world.Apply(world.Enabled().ElementAt(e));
                 world.Check();
             }
             catch (Exception ex) when (ex is ExplorationViolation or InvalidOperationException or ArgumentException or KeyNotFoundException)
@@ -228,11 +286,15 @@ public static class Explorer
 
     [ThreadStatic] private static StateKey? _key;
 
-    private static UInt128 Hash(World world, bool withoutDead = false)
+    private static UInt128 Hash(World world, Reductions merged)
     {
         var key = _key ??= new StateKey();
-        world.WriteKey(key, withoutDead);
-        return key.Hash();
+        world.WriteKey(key, merged);
+        var hash = key.Hash();
+        if (!merged.HasFlag(Reductions.Symmetry) || world.Symmetry is not { } swap) return hash;
+        // The form of the pair: the smaller hash of the two ways to write it (either state of the pair gives both).
+        world.WriteKey(key, merged, swap);
+        return UInt128.Min(hash, key.Hash());
     }
 
     // ---------------------------------------------------------------- the scopes' worlds
@@ -250,12 +312,12 @@ public static class Explorer
         var sku = new ParticipantId(ParticipantKind.Inventory, Fresh("SKU-"));
         var orders = scope.CompetingForOneSku ? 2 : 1;
         var stock = scope.CompetingForOneSku ? 1 : 2;
-        participants.Add(Counter(sku, stock, "insufficient stock"));
+        participants.Add(Counter(sku, stock, 1, "insufficient stock"));
         ParticipantId? account = null;
         if (scope.WithAccount)
         {
             account = new ParticipantId(ParticipantKind.Payment, Fresh("ACC-"));
-            participants.Add(Counter(account, 500, "insufficient funds"));
+            participants.Add(Counter(account, 500, 300, "insufficient funds"));
         }
         for (var i = 0; i < orders; i++)
         {
@@ -290,6 +352,9 @@ public static class Explorer
             Bugs = bugs,
             LeavesOutDeadMessages = leaveOutDead,
             TombstoneTime = b.DuplicateActivations > 0 || bugs.HasFlag(PlantedBug.TombstonePrunedBeforeRetention),
+            // One order over the SKU and the account: each has room for it and is asked for it once (one amount each),
+            // so the two counters behave alike, measured in orders.
+            Symmetry = account is not null && orders == 1 ? new Swap(0, 1, sku.ToString(), account.ToString()) : null,
             CoordinatorCrashes = b.CoordinatorCrashes,
             ParticipantCrashes = b.ParticipantCrashes,
             Drops = b.Drops,
@@ -304,11 +369,17 @@ public static class Explorer
             RolledBackAttempts = new SmallSet<string>(StringComparer.Ordinal),
         };
 
-        ExParticipant Counter(ParticipantId id, long initial, string shortage) => new ExParticipant<EscrowCounter, long>(
+        // The form counts what was taken and consumed in orders of this counter (each order takes the same amount here),
+        // with the remainders, so it loses nothing and the SKU and the account write alike.
+        ExParticipant Counter(ParticipantId id, long initial, long perOrder, string shortage) => new ExParticipant<EscrowCounter, long>(
             id, new EscrowRules(shortage), new EscrowCounter { Exists = true, Committed = initial, SuppliedTotal = initial },
             tx => amounts[(id.ToString(), tx)], retention,
             c => $"{c.Committed}/{c.ConsumedTotal}",
-            (key, c) => { key.Add(c.Committed); key.Add(c.ConsumedTotal); },
+            (key, c) =>
+            {
+                key.Add(Math.DivRem(initial - c.Committed, perOrder, out var taken)); key.Add(taken);
+                key.Add(Math.DivRem(c.ConsumedTotal, perOrder, out var consumed)); key.Add(consumed);
+            },
             (who, counter, reserved) =>
             {
                 // Escrow safety: committed plus reserved never exceeds the stock; no negative balance.
