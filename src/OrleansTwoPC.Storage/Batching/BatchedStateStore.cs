@@ -1,5 +1,5 @@
-using OrleansTwoPC.Protocol.Coordinator;
 using System.Runtime.CompilerServices;
+using OrleansTwoPC.Protocol.Coordinator;
 
 namespace OrleansTwoPC.Storage.Batching;
 
@@ -69,7 +69,7 @@ public sealed class BatchedStateStore(BatchedStateWriter writer)
     /// Marked open (sql/070) for the recovery sweep: a coordinator record whose transaction is not completed. A
     /// participant's prepared transactions are entry rows of their own, found through the entry table.
     /// </summary>
-    public static bool IsOpen<T>(T state) => state is CoordinatorRecord { IsCompleted: false };
+    private static bool IsOpen<T>(T state) => state is CoordinatorRecord { IsCompleted: false };
 
     private async Task<IStoredEntries> StoredEntriesAsync<T>(IStateLayout<T> layout, string stateName, string key, int expectedVersion, object owner)
     {

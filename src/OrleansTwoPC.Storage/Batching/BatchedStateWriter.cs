@@ -228,16 +228,13 @@ public sealed class BatchedStateWriter : IAsyncDisposable
     /// the version check passes. At most one change per entry key.
     /// </summary>
     public Task<int> WriteAsync(string stateName, string key, byte[] payload, int expectedVersion, IReadOnlyList<StateEntryChange> entryChanges) =>
-        Enqueue(stateName, key, payload, expectedVersion, entryChanges, open: false);
+        WriteAsync(stateName, key, payload, expectedVersion, entryChanges, open: false);
 
     /// <summary>
-    /// As above; <paramref name="open"/> marks a state that holds
-    /// an unfinished transaction (column <c>open</c>, sql/070: what the recovery sweep looks for).
+    /// As above; <paramref name="open"/> marks a state that holds an unfinished transaction (column <c>open</c>,
+    /// sql/070: what the recovery sweep looks for).
     /// </summary>
-    public Task<int> WriteAsync(string stateName, string key, byte[] payload, int expectedVersion, IReadOnlyList<StateEntryChange> entryChanges, bool open) =>
-        Enqueue(stateName, key, payload, expectedVersion, entryChanges, open);
-
-    private Task<int> Enqueue(string stateName, string key, byte[] payload, int expectedVersion, IReadOnlyList<StateEntryChange> entryChanges, bool open)
+    public Task<int> WriteAsync(string stateName, string key, byte[] payload, int expectedVersion, IReadOnlyList<StateEntryChange> entryChanges, bool open)
     {
         RequireText(stateName, nameof(stateName));
         RequireText(key, nameof(key));
