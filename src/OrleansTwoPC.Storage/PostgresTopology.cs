@@ -1,6 +1,7 @@
 using System.Globalization;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 
 namespace OrleansTwoPC.Storage;
 
@@ -48,6 +49,7 @@ public static class PostgresTopology
 
         var tls = PostgresTls.FromConfiguration(configuration);
         var provision = ReadProvision(configuration);
+        var commitDelay = GroupCommitSettings.ReadCommitDelay(configuration);
         var explicitDatabases = ReadExplicitDatabases(configuration, requiredDatabases);
         if (explicitDatabases is not null)
         {
@@ -66,6 +68,7 @@ public static class PostgresTopology
             }
 
             await ApplySchemaAsync(explicitDatabases, cancellationToken).ConfigureAwait(false);
+            await ApplyGroupCommitAsync(explicitDatabases, commitDelay, logger, cancellationToken).ConfigureAwait(false);
             return new PostgresRuntime(explicitDatabases, PostgresSource.ConnectionStrings, null, null);
         }
 
@@ -83,7 +86,7 @@ public static class PostgresTopology
 
             logger.LogInformation("Using PostgreSQL server {Server} with database prefix {Prefix}",
                 PostgresConnectionStrings.Redact(server), prefix);
-            var databases = await ProvisionOnServerAsync(server, prefix, cancellationToken).ConfigureAwait(false);
+            var databases = await ProvisionOnServerAsync(server, prefix, commitDelay, logger, cancellationToken).ConfigureAwait(false);
             return new PostgresRuntime(databases, PostgresSource.Server, server, null);
         }
 
@@ -92,7 +95,7 @@ public static class PostgresTopology
             .ConfigureAwait(false);
         try
         {
-            var databases = await ProvisionOnServerAsync(embedded.AdminConnectionString, prefix, cancellationToken).ConfigureAwait(false);
+            var databases = await ProvisionOnServerAsync(embedded.AdminConnectionString, prefix, commitDelay, logger, cancellationToken).ConfigureAwait(false);
             return new PostgresRuntime(databases, PostgresSource.Embedded, embedded.AdminConnectionString, embedded);
         }
         catch
@@ -121,10 +124,19 @@ public static class PostgresTopology
         return new ServiceDatabases(For("inventory"), For("payments"), For("shipping"), For("coordinator"));
     }
 
-    /// <summary>Derives the four databases on a server, creates the missing ones and applies the schema.</summary>
+    /// <summary>
+    /// Derives the four databases on a server, creates the missing ones, applies the schema and the default group
+    /// commit settings (<see cref="GroupCommitSettings"/>).
+    /// </summary>
+    public static Task<ServiceDatabases> ProvisionOnServerAsync(
+        string adminConnectionString, string prefix = DefaultDatabasePrefix, CancellationToken cancellationToken = default) =>
+        ProvisionOnServerAsync(adminConnectionString, prefix, GroupCommitSettings.DefaultCommitDelayMicroseconds, NullLogger.Instance, cancellationToken);
+
+    /// <summary>As above, with <paramref name="commitDelayMicroseconds"/> of group commit (0 leaves the databases' setting).</summary>
     public static async Task<ServiceDatabases> ProvisionOnServerAsync(
-        string adminConnectionString, string prefix = DefaultDatabasePrefix, CancellationToken cancellationToken = default)
+        string adminConnectionString, string prefix, int commitDelayMicroseconds, ILogger logger, CancellationToken cancellationToken = default)
     {
+        ArgumentNullException.ThrowIfNull(logger);
         var databases = DeriveDatabases(adminConnectionString, prefix);
         foreach (var (_, connectionString) in databases.All)
         {
@@ -133,7 +145,20 @@ public static class PostgresTopology
         }
 
         await ApplySchemaAsync(databases, cancellationToken).ConfigureAwait(false);
+        await ApplyGroupCommitAsync(databases, commitDelayMicroseconds, logger, cancellationToken).ConfigureAwait(false);
         return databases;
+    }
+
+    private static async Task ApplyGroupCommitAsync(ServiceDatabases databases, int commitDelayMicroseconds, ILogger logger, CancellationToken cancellationToken)
+    {
+        foreach (var (name, connectionString) in databases.All.Where(x => x.Value.Length > 0))
+        {
+            if (!await GroupCommitSettings.ApplyAsync(connectionString, commitDelayMicroseconds, cancellationToken).ConfigureAwait(false))
+                logger.LogWarning(
+                    "The {Service} database was provisioned without commit_delay (the login may not set it): its commits share fewer WAL flushes. " +
+                    "Set it as a superuser (ALTER DATABASE ... SET commit_delay = {Delay}, commit_siblings = 1) or set {Key}=0 to silence this",
+                    name, commitDelayMicroseconds, GroupCommitSettings.CommitDelayKey);
+        }
     }
 
     /// <summary>Applies the schema to the databases given (in parallel: advisory locks are per database).</summary>

@@ -85,6 +85,69 @@ public sealed class PostgresTopologyTests(PostgresFixture fixture)
     }
 
     [Fact]
+    public async Task Provisioned_databases_share_wal_flushes_through_commit_delay_unless_it_is_zero()
+    {
+        var tuned = $"gc{Guid.NewGuid():N}"[..12];
+        var untouched = $"gc{Guid.NewGuid():N}"[..12];
+
+        await using (var runtime = await PostgresTopology.StartAsync(
+            Config(("ConnectionStrings:PostgresServer", fixture.Server.AdminConnectionString), ("TwoPC:DatabasePrefix", tuned)), NullLogger.Instance))
+        {
+            foreach (var (_, connectionString) in runtime.Databases.All)
+            {
+                Assert.Equal("500", await QueryRunner.ScalarAsync(connectionString, "SHOW commit_delay"));
+                Assert.Equal("1", await QueryRunner.ScalarAsync(connectionString, "SHOW commit_siblings"));
+            }
+        }
+
+        await using (var runtime = await PostgresTopology.StartAsync(
+            Config(("ConnectionStrings:PostgresServer", fixture.Server.AdminConnectionString), ("TwoPC:DatabasePrefix", untouched),
+                (GroupCommitSettings.CommitDelayKey, "0")), NullLogger.Instance))
+        {
+            Assert.Equal("0", await QueryRunner.ScalarAsync(runtime.Databases.Coordinator, "SHOW commit_delay"));
+            Assert.Equal("5", await QueryRunner.ScalarAsync(runtime.Databases.Coordinator, "SHOW commit_siblings"));
+        }
+    }
+
+    [Theory]
+    [InlineData("-1")]
+    [InlineData("1.5")]
+    [InlineData("500us")]
+    [InlineData("100001")]
+    public async Task A_bad_commit_delay_is_refused_before_anything_is_created(string value)
+    {
+        var prefix = $"gcbad{Guid.NewGuid():N}"[..12];
+        var ex = await Assert.ThrowsAsync<PostgresSettingsException>(() => PostgresTopology.StartAsync(
+            Config(("ConnectionStrings:PostgresServer", fixture.Server.AdminConnectionString), ("TwoPC:DatabasePrefix", prefix),
+                (GroupCommitSettings.CommitDelayKey, value)), NullLogger.Instance));
+
+        Assert.Contains(GroupCommitSettings.CommitDelayKey, ex.Message);
+        Assert.Contains(value, ex.Message);
+        Assert.Equal(0L, await QueryRunner.ScalarAsync(fixture.Server.AdminConnectionString, $"SELECT count(*) FROM pg_database WHERE datname LIKE '{prefix}%'"));
+    }
+
+    [Fact]
+    public async Task A_login_that_may_not_set_commit_delay_changes_nothing()
+    {
+        var database = $"gcuser{Guid.NewGuid():N}"[..14];
+        var user = $"u{Guid.NewGuid():N}"[..12];
+        await DatabaseProvisioner.EnsureDatabaseAsync(fixture.Server.AdminConnectionString, database);
+        await QueryRunner.ScalarAsync(fixture.Server.AdminConnectionString, $"CREATE ROLE {user} LOGIN PASSWORD 'pw'");
+        await QueryRunner.ScalarAsync(fixture.Server.AdminConnectionString, $"ALTER DATABASE {database} OWNER TO {user}");
+        var asUser = new NpgsqlConnectionStringBuilder(PostgresConnectionStrings.WithDatabase(fixture.Server.AdminConnectionString, database))
+        {
+            Username = user,
+            Password = "pw",
+        }.ConnectionString;
+
+        Assert.False(await GroupCommitSettings.ApplyAsync(asUser, 500));
+
+        var asAdmin = PostgresConnectionStrings.WithDatabase(fixture.Server.AdminConnectionString, database);
+        Assert.Equal("0", await QueryRunner.ScalarAsync(asAdmin, "SHOW commit_delay"));
+        Assert.Equal("5", await QueryRunner.ScalarAsync(asAdmin, "SHOW commit_siblings"));
+    }
+
+    [Fact]
     public void Invalid_prefix_is_rejected()
     {
         Assert.Throws<ArgumentException>(() => PostgresTopology.DeriveDatabases(fixture.Server.AdminConnectionString, "Bad-Prefix"));
