@@ -105,10 +105,16 @@ public static partial class ServiceLogins
     /// Creates the databases and schema if missing, then the logins (or sets their passwords) and their rights,
     /// through an admin connection. Safe to run again; it also takes back CONNECT from PUBLIC on the four databases.
     /// </summary>
+    public static Task<ServiceDatabases> ProvisionAsync(
+        string adminConnectionString, string prefix, IReadOnlyList<ServiceLogin> logins, CancellationToken cancellationToken = default) =>
+        ProvisionAsync(adminConnectionString, prefix, logins, GroupCommitSettings.DefaultCommitDelayMicroseconds, cancellationToken);
+
+    /// <summary>As above, with <paramref name="commitDelayMicroseconds"/> of group commit (see <see cref="GroupCommitSettings"/>).</summary>
     public static async Task<ServiceDatabases> ProvisionAsync(
-        string adminConnectionString, string prefix, IReadOnlyList<ServiceLogin> logins, CancellationToken cancellationToken = default)
+        string adminConnectionString, string prefix, IReadOnlyList<ServiceLogin> logins, int commitDelayMicroseconds, CancellationToken cancellationToken = default)
     {
-        var databases = await PostgresTopology.ProvisionOnServerAsync(adminConnectionString, prefix, cancellationToken).ConfigureAwait(false);
+        var databases = await PostgresTopology.ProvisionOnServerAsync(
+            adminConnectionString, prefix, commitDelayMicroseconds, Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance, cancellationToken).ConfigureAwait(false);
         var admin = new NpgsqlConnectionStringBuilder(adminConnectionString) { Pooling = false };
         await using (var connection = new NpgsqlConnection(admin.ConnectionString))
         {

@@ -26,8 +26,11 @@ public static class ProvisionCommand
                 ? PostgresTopology.DefaultDatabasePrefix
                 : configuration[PostgresTopology.DatabasePrefixKey]!.Trim();
             var logins = ServiceLogins.FromConfiguration(configuration, prefix);
-            var databases = await ServiceLogins.ProvisionAsync(server, prefix, logins);
+            var commitDelay = GroupCommitSettings.ReadCommitDelay(configuration);
+            var databases = await ServiceLogins.ProvisionAsync(server, prefix, logins, commitDelay);
             output.WriteLine($"Provisioned {string.Join(", ", databases.All.Select(d => PostgresConnectionStrings.DatabaseOf(d.Value)))} and {logins.Count} logins:");
+            if (commitDelay > 0 && !await GroupCommitSettings.ApplyAsync(databases.Coordinator, commitDelay))
+                output.WriteLine($"  commit_delay was not set (this login may not set it): set it as a superuser, or {GroupCommitSettings.CommitDelayKey}=0");
             foreach (var login in logins)
             {
                 var names = login.Service == ServiceLogins.Client
