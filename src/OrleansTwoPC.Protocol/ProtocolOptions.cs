@@ -21,6 +21,14 @@ public sealed class ProtocolOptions
     /// <summary>A prepared participant that hears no decision for this long asks its coordinator.</summary>
     public TimeSpan InDoubtTimeout { get; set; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>
+    /// How many steps that change a participant's record (a prepare, a commit, a rollback) one write of it carries at
+    /// most. A busy participant's write carries every step made while its previous write was in flight; past this
+    /// many, further steps wait for the write after, so a write's size stays bounded whatever the load (each step
+    /// changes at most a few of the record's entries, <see cref="Participant.ParticipantMachine{TResource,TWork}.MaxExpiriesPerStep"/>).
+    /// </summary>
+    public int MaxStepsPerWrite { get; set; } = 8;
+
     public const int DefaultDeadlineAheadFactor = 4;
     private TimeSpan? _maxPrepareDeadlineAhead;
 
@@ -49,6 +57,7 @@ public sealed class ProtocolOptions
         if (DecisionRetention <= PrepareTimeout) throw new ArgumentException("DecisionRetention must exceed PrepareTimeout");
         if (InDoubtTimeout <= TimeSpan.Zero) throw new ArgumentException("InDoubtTimeout must be positive");
         if (MaxPrepareDeadlineAhead <= PrepareTimeout) throw new ArgumentException("MaxPrepareDeadlineAhead must exceed PrepareTimeout");
+        if (MaxStepsPerWrite < 1) throw new ArgumentException("MaxStepsPerWrite must be at least 1");
     }
 
     /// <summary>Capped exponential backoff: base * 2^(attempt-1), never above the cap.</summary>

@@ -109,6 +109,49 @@ public sealed class BatchedStorageClusterTests(BatchedStorageClusterFixture fixt
     }
 
     [Fact]
+    public async Task A_hot_skus_writes_carry_at_most_MaxStepsPerWrite_steps_each_however_many_orders_come_at_once()
+    {
+        const int Orders = 96;
+        var maxSteps = new ProtocolOptions().MaxStepsPerWrite;
+        var sku = await NewSku(Orders * 2);
+        var account = await NewAccount(1_000_000);
+        // Every entry row the SKU's writes change, with the transaction that changed it: one transaction per write.
+        var log = $"entry_log_{Guid.NewGuid():N}";
+        await ScalarAsync(Fixture.Databases.Inventory, $"""
+            CREATE TABLE {log} (txid bigint, entry_key text, change text);
+            CREATE FUNCTION {log}() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                IF TG_OP = 'DELETE' THEN
+                    IF OLD.grain_key = '{sku}' THEN INSERT INTO {log} VALUES (txid_current(), OLD.entry_key, TG_OP); END IF;
+                ELSIF NEW.grain_key = '{sku}' THEN
+                    INSERT INTO {log} VALUES (txid_current(), NEW.entry_key, TG_OP);
+                END IF;
+                RETURN NULL;
+            END $$;
+            CREATE TRIGGER {log} AFTER INSERT OR UPDATE OR DELETE ON twopc_state_entry FOR EACH ROW EXECUTE FUNCTION {log}();
+            """);
+        try
+        {
+            var orders = Enumerable.Range(0, Orders).Select(_ => Order(account, (sku, 1, 10))).ToList();
+            Assert.All(await Task.WhenAll(orders.Select(Place)), o => Assert.Equal(OrderStatus.Committed, o.Status));
+            foreach (var order in orders) await WaitCompleted(order.OrderId);
+
+            // A fresh SKU forgets no tombstone within the test, so a step changes at most two entries: a prepare adds
+            // its reservation; a commit deletes it (unless the same write added it) and adds its tombstone.
+            var perWrite = ((long[])(await ScalarAsync(Fixture.Databases.Inventory,
+                $"SELECT array_agg(n ORDER BY n DESC) FROM (SELECT count(*) AS n FROM {log} GROUP BY txid) AS w"))!);
+            output.WriteLine($"{Orders} concurrent orders on one SKU: {perWrite.Length} writes changed its entries, the largest {perWrite[0]} entries; at most {maxSteps} steps per write");
+            Assert.InRange(perWrite[0], 1, 2L * maxSteps);
+            Assert.True(perWrite.Length >= 2 * Orders / maxSteps, $"{perWrite.Length} writes for {2 * Orders} steps");
+            Assert.Equal(Orders, (long)(await ScalarAsync(Fixture.Databases.Inventory, $"SELECT count(*) FROM {log} WHERE entry_key LIKE 'd:%'"))!);
+        }
+        finally
+        {
+            await ScalarAsync(Fixture.Databases.Inventory, $"DROP TRIGGER {log} ON twopc_state_entry; DROP FUNCTION {log}(); DROP TABLE {log}");
+        }
+    }
+
+    [Fact]
     public async Task The_operator_views_list_transactions_stored_by_the_batched_provider()
     {
         var sku = await NewSku(10);

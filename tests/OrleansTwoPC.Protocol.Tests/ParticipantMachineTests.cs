@@ -375,17 +375,28 @@ public sealed class ParticipantMachineTests
     }
 
     [Fact]
-    public void TombstonesThatExpireTogether_AreAllPrunedByOneWrite()
+    public void TombstonesThatExpireTogether_GoAFewPerStep_OldestFirst()
     {
+        // However many expired while the participant was idle, one step forgets at most two, so the write that
+        // carries it stays small; the following steps forget the rest.
         var retention = TimeSpan.FromMinutes(10);
         var machine = Counter(10, retention);
         machine.Rollback(T1, T0);
-        machine.Rollback(T2, T0);
-        machine.Rollback("tx-3", T0.AddSeconds(1));
+        machine.Rollback(T2, T0.AddSeconds(1));
+        machine.Rollback("tx-3", T0.AddSeconds(2));
+        machine.Rollback("tx-4", T0.AddSeconds(3));
+        machine.Rollback("tx-5", T0.AddSeconds(4));
+        var later = T0.AddSeconds(10) + retention;
 
-        machine.Rollback("tx-a", T0.AddSeconds(2) + retention);
+        machine.Rollback("tx-a", later);
+        Assert.Equal(ParticipantMachine<EscrowCounter, long>.MaxExpiriesPerStep, 2);
+        Assert.Equal(new[] { "tx-3", "tx-4", "tx-5", "tx-a" }, machine.Record.Decided.Keys.Order(StringComparer.Ordinal));
 
-        Assert.Equal(new[] { "tx-a" }, machine.Record.Decided.Keys);
+        machine.Rollback("tx-b", later);
+        Assert.Equal(new[] { "tx-5", "tx-a", "tx-b" }, machine.Record.Decided.Keys.Order(StringComparer.Ordinal));
+
+        machine.Rollback("tx-c", later);
+        Assert.Equal(new[] { "tx-a", "tx-b", "tx-c" }, machine.Record.Decided.Keys.Order(StringComparer.Ordinal));
     }
 
     [Fact]

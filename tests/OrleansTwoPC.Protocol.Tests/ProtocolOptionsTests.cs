@@ -12,6 +12,7 @@ public sealed class ProtocolOptionsTests
         Assert.Equal(TimeSpan.FromSeconds(10), options.RetryMaxDelay);
         Assert.Equal(TimeSpan.FromSeconds(30), options.DecisionRetention);
         Assert.Equal(TimeSpan.FromSeconds(30), options.InDoubtTimeout);
+        Assert.Equal(8, options.MaxStepsPerWrite);
     }
 
     public static TheoryData<string, Action<ProtocolOptions>> Invalid => new()
@@ -23,6 +24,8 @@ public sealed class ProtocolOptionsTests
         { "DecisionRetention", o => o.DecisionRetention = TimeSpan.FromSeconds(5) },
         { "DecisionRetention", o => o.DecisionRetention = TimeSpan.FromSeconds(1) },
         { "InDoubtTimeout", o => o.InDoubtTimeout = TimeSpan.Zero },
+        { "MaxStepsPerWrite", o => o.MaxStepsPerWrite = 0 },
+        { "MaxStepsPerWrite", o => o.MaxStepsPerWrite = -3 },
     };
 
     [Theory]
@@ -61,7 +64,7 @@ public sealed class ProtocolOptionsTests
     [Fact]
     public void Validate_AcceptsBoundaryValues()
     {
-        new ProtocolOptions { RetryMaxDelay = TimeSpan.FromMilliseconds(100), DecisionRetention = TimeSpan.FromSeconds(5) + TimeSpan.FromTicks(1) }.Validate();
+        new ProtocolOptions { RetryMaxDelay = TimeSpan.FromMilliseconds(100), DecisionRetention = TimeSpan.FromSeconds(5) + TimeSpan.FromTicks(1), MaxStepsPerWrite = 1 }.Validate();
     }
 
     [Theory]

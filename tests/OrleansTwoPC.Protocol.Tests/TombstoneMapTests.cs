@@ -14,7 +14,7 @@ public sealed class TombstoneMapTests
     private abstract record Op;
     private sealed record Set(string Id, int KeepSeconds, bool Commit) : Op;
     private sealed record Remove(string Id) : Op;
-    private sealed record Expire(int NowSeconds) : Op;
+    private sealed record Expire(int NowSeconds, int? Limit) : Op;
     private sealed record TakeSnapshot : Op;
     private sealed record Clear : Op;
 
@@ -22,7 +22,7 @@ public sealed class TombstoneMapTests
     private static readonly Gen<Op> Ops = Gen.Frequency(
         (6, Gen.Select(Gen.Int[0, 7].Select(i => $"tx-{i}"), Gen.Int[0, 12], Gen.Bool, (id, keep, commit) => (Op)new Set(id, keep, commit))),
         (2, Gen.Int[0, 7].Select(i => (Op)new Remove($"tx-{i}"))),
-        (3, Gen.Int[0, 14].Select(now => (Op)new Expire(now))),
+        (3, Gen.Select(Gen.Int[0, 14], Gen.Int[-1, 3], (now, limit) => (Op)new Expire(now, limit < 0 ? null : limit))),
         (3, Gen.Const((Op)new TakeSnapshot())),
         (1, Gen.Const((Op)new Clear())));
 
@@ -53,12 +53,26 @@ public sealed class TombstoneMapTests
                         break;
                     case Expire e:
                         var now = Epoch.AddSeconds(e.NowSeconds);
-                        foreach (var id in model.Where(t => now > t.Value.KeepUntil).Select(t => t.Key).ToList())
+                        var expired = model.Where(t => now > t.Value.KeepUntil).ToList();
+                        if (e.Limit is { } limit)
+                        {
+                            // At most the limit, oldest first (which of equal keep-untils goes is the queue's choice).
+                            Assert.Equal(Math.Min(limit, expired.Count), map.RemoveExpired(now, limit));
+                            var gone = expired.Where(t => !map.ContainsKey(t.Key)).ToList();
+                            var left = expired.Where(t => map.ContainsKey(t.Key)).ToList();
+                            if (gone.Count > 0 && left.Count > 0)
+                                Assert.True(gone.Max(t => t.Value.KeepUntil) <= left.Min(t => t.Value.KeepUntil));
+                            expired = gone;
+                        }
+                        else
+                        {
+                            map.RemoveExpired(now);
+                        }
+                        foreach (var (id, _) in expired)
                         {
                             model.Remove(id);
                             touched.Add(id);
                         }
-                        map.RemoveExpired(now);
                         break;
                     case Clear:
                         touched.UnionWith(model.Keys);

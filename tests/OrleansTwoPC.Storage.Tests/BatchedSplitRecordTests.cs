@@ -555,8 +555,8 @@ public sealed class BatchedSplitRecordTests(PostgresFixture fixture, ITestOutput
     private static Dictionary<string, byte[]> ExpectedRows(EscrowRecord record) => ExpectedRows<EscrowCounter, long>(record);
 
     private static Dictionary<string, byte[]> ExpectedRows<TResource, TWork>(ParticipantRecord<TResource, TWork> record) where TResource : new() =>
-        record.Prepared.Select(p => (Key: StateLayouts.PreparedPrefix + p.Key, Value: JsonSerializer.SerializeToUtf8Bytes(p.Value, StateJson.Options)))
-            .Concat(record.Decided.Select(d => (Key: StateLayouts.DecidedPrefix + d.Key, Value: JsonSerializer.SerializeToUtf8Bytes(d.Value, StateJson.Options))))
+        record.Prepared.Select(p => (Key: StateLayouts.PreparedPrefix + p.Key, Value: EntryCodec.EncodePrepared(p.Key, p.Value)))
+            .Concat(record.Decided.Select(d => (Key: StateLayouts.DecidedPrefix + d.Key, Value: EntryCodec.EncodeTombstone(d.Value))))
             .ToDictionary(e => e.Key, e => e.Value, StringComparer.Ordinal);
 
     private static string Describe(IReadOnlyDictionary<string, byte[]> rows) =>

@@ -56,6 +56,8 @@ public abstract class ParticipantGrain<TResource, TWork> : Grain where TResource
 
     // Group commit: the batch of changes made since the in-flight write started, and that write's batch.
     private TaskCompletionSource? _unwritten;
+    // Steps that changed the record since the write in flight started: the next write carries them.
+    private int _unwrittenSteps;
     private TaskCompletionSource? _writing;
     private bool _writerRunning;
 
@@ -397,6 +399,7 @@ public abstract class ParticipantGrain<TResource, TWork> : Grain where TResource
         while (true)
         {
             if (!ignoreStall && !_stall.IsCompleted) await _stall;
+            else if (_unwrittenSteps >= Options.MaxStepsPerWrite && _unwritten is not null) await NextWriteStarted();
             else if (_mustReload) await Reload();
             else if (_provisional && kind != StepKind.Prepare) await LeaveProvisional();
             else break;
@@ -434,6 +437,7 @@ public abstract class ParticipantGrain<TResource, TWork> : Grain where TResource
         if (_unwritten is { } batch)
         {
             _unwritten = null;
+            _unwrittenSteps = 0;
             batch.SetException(new InvalidOperationException($"{ParticipantName}: a change this answer relied on was discarded (a {kind} step failed: {failure.Message}); nothing was made durable"));
         }
     }
@@ -460,6 +464,29 @@ public abstract class ParticipantGrain<TResource, TWork> : Grain where TResource
         }
     }
 
+    /// <summary>
+    /// The next write is full (<see cref="ProtocolOptions.MaxStepsPerWrite"/>): completes once the write in flight is
+    /// done, succeeded or not, which is when the writer takes the full one and the step can join the write after it.
+    /// A failure reaches that write's own waiters, not this step.
+    /// </summary>
+    private async Task NextWriteStarted()
+    {
+        if (_writing is not { } inFlight)
+        {
+            // The writer has not started yet (it lets queued requests step first): it is queued before this step.
+            await Task.Yield();
+            return;
+        }
+        try
+        {
+            await inFlight.Task;
+        }
+        catch
+        {
+            // Its waiters hear of the failure; the writer set _mustReload.
+        }
+    }
+
     /// <summary>Completes when every change made so far is durable (at once when nothing is unwritten).</summary>
     private Task WhenPriorChangesDurable() => _unwritten?.Task ?? _writing?.Task ?? Task.CompletedTask;
 
@@ -467,6 +494,7 @@ public abstract class ParticipantGrain<TResource, TWork> : Grain where TResource
     private Task JoinNextWrite()
     {
         var batch = _unwritten ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        _unwrittenSteps++;
         if (!_writerRunning) _ = WriteLoop();
         return batch.Task;
     }
@@ -485,6 +513,7 @@ public abstract class ParticipantGrain<TResource, TWork> : Grain where TResource
             while (_unwritten is { } batch)
             {
                 _unwritten = null;
+                _unwrittenSteps = 0;
                 _writing = batch;
                 // Storage serializes the state after its own awaits: hand it a copy the machine will not touch.
                 _state.State = _machine.CopyRecord();
@@ -513,6 +542,7 @@ public abstract class ParticipantGrain<TResource, TWork> : Grain where TResource
                 if (_unwritten is { } later)
                 {
                     _unwritten = null;
+                    _unwrittenSteps = 0;
                     later.SetException(failure);
                 }
                 return;

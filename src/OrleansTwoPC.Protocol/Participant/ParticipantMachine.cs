@@ -236,8 +236,17 @@ public sealed class ParticipantMachine<TResource, TWork> where TResource : new()
     }
 
     /// <summary>
-    /// Forget tombstones whose keep-until time has passed; called on every write so the record stays
-    /// small even on a hot SKU. Past it, the deadline check alone refuses a late prepare.
+    /// Forget tombstones whose keep-until time has passed, at most <see cref="MaxExpiriesPerStep"/> per step, so the
+    /// record stays small on a hot SKU and no step changes more than a few entries however long the participant
+    /// was idle (the write that carries a step stays small). Past its keep-until time, the deadline check alone
+    /// refuses a late prepare; a tombstone kept a little longer still answers for a decided transaction as it
+    /// did before, which is as safe.
     /// </summary>
-    private void PruneDecided(DateTimeOffset now) => Record.Decided.RemoveExpired(now);
+    private void PruneDecided(DateTimeOffset now) => Record.Decided.RemoveExpired(now, MaxExpiriesPerStep);
+
+    /// <summary>
+    /// Tombstones one step may forget. A transaction leaves one tombstone and takes at least one step here (two when
+    /// it prepared here), so this keeps up with any load and works off a backlog within a few steps.
+    /// </summary>
+    public const int MaxExpiriesPerStep = 2;
 }

@@ -98,15 +98,23 @@ public sealed class TombstoneMap : IDictionary<string, DecidedTransaction>, IRea
     }
 
     /// <summary>Removes every tombstone whose keep-until time is before <paramref name="now"/>.</summary>
-    public void RemoveExpired(DateTimeOffset now)
+    public void RemoveExpired(DateTimeOffset now) => RemoveExpired(now, int.MaxValue);
+
+    /// <summary>
+    /// Removes at most <paramref name="limit"/> of the tombstones whose keep-until time is before <paramref name="now"/>,
+    /// the oldest first; returns how many it removed.
+    /// </summary>
+    public int RemoveExpired(DateTimeOffset now, int limit)
     {
+        ArgumentOutOfRangeException.ThrowIfNegative(limit);
         ThrowIfFrozen();
+        var removed = 0;
         if (_expiries is null)
         {
             _expiries = new PriorityQueue<(string, DateTimeOffset), DateTimeOffset>(_items.Count);
             foreach (var (id, tombstone) in _items) _expiries.Enqueue((id, tombstone.KeepUntil), tombstone.KeepUntil);
         }
-        while (_expiries.TryPeek(out var entry, out var keepUntil) && now > keepUntil)
+        while (removed < limit && _expiries.TryPeek(out var entry, out var keepUntil) && now > keepUntil)
         {
             _expiries.Dequeue();
             // Only the tombstone this entry was made for: a later one for the same transaction has its own entry.
@@ -114,8 +122,10 @@ public sealed class TombstoneMap : IDictionary<string, DecidedTransaction>, IRea
             {
                 Change(entry.Id);
                 _items = _items.Remove(entry.Id);
+                removed++;
             }
         }
+        return removed;
     }
 
     public void Add(string key, DecidedTransaction value)

@@ -8,8 +8,9 @@ namespace OrleansTwoPC.Storage.Batching;
 /// <summary>
 /// A participant record as a head (the record without <c>Prepared</c> and <c>Decided</c>: the resource and anything
 /// added later that is not per transaction) plus one entry row per prepared transaction (<c>p:&lt;txid&gt;</c>) and per
-/// tombstone (<c>d:&lt;txid&gt;</c>), all in the compact JSON of <see cref="StateJson"/>. The head stays the same size
-/// whatever the load; a write changes the entries its steps touched.
+/// tombstone (<c>d:&lt;txid&gt;</c>): the head in the compact JSON of <see cref="StateJson"/>, the entries in the binary
+/// form of <see cref="EntryCodec"/>. The head stays the same size whatever the load; a write changes the entries its
+/// steps touched.
 /// </summary>
 /// <remarks>
 /// Every write hands over a copy of the whole record, so the changes are found by comparing it with what the rows
@@ -43,8 +44,7 @@ public sealed class ParticipantRecordLayout<TResource, TWork> : IStateLayout<Par
             if (key.StartsWith(StateLayouts.PreparedPrefix, StringComparison.Ordinal))
                 stored.Prepared.Add(key[StateLayouts.PreparedPrefix.Length..], payload);
             else if (key.StartsWith(StateLayouts.DecidedPrefix, StringComparison.Ordinal))
-                stored.Decided.Add(key[StateLayouts.DecidedPrefix.Length..], JsonSerializer.Deserialize<DecidedTransaction>(payload, StateJson.Options)
-                    ?? throw new InvalidDataException($"entry row '{key}' holds no tombstone"));
+                stored.Decided.Add(key[StateLayouts.DecidedPrefix.Length..], EntryCodec.DecodeTombstone(payload));
             else
                 throw new InvalidDataException($"entry row '{key}' belongs to no map of a participant record");
         }
@@ -64,7 +64,7 @@ public sealed class ParticipantRecordLayout<TResource, TWork> : IStateLayout<Par
 
         foreach (var (id, transaction) in prepared)
         {
-            var payload = JsonSerializer.SerializeToUtf8Bytes(transaction, StateJson.Options);
+            var payload = EntryCodec.EncodePrepared(id, transaction);
             if (rows.Prepared.TryGetValue(id, out var old) && old.AsSpan().SequenceEqual(payload)) continue;
             changes.Add(new StateEntryChange(StateLayouts.PreparedPrefix + id, payload));
             (preparedChanges ??= []).Add((id, payload));
@@ -93,7 +93,7 @@ public sealed class ParticipantRecordLayout<TResource, TWork> : IStateLayout<Par
         {
             // Tombstones are immutable: the one remembered is usually the very instance the record still holds.
             if (tombstone is not null && rows.Decided.TryGetValue(id, out var old) && (ReferenceEquals(old, tombstone) || SameDecision(old, tombstone))) return;
-            changes.Add(new StateEntryChange(StateLayouts.DecidedPrefix + id, tombstone is null ? null : JsonSerializer.SerializeToUtf8Bytes(tombstone, StateJson.Options)));
+            changes.Add(new StateEntryChange(StateLayouts.DecidedPrefix + id, tombstone is null ? null : EntryCodec.EncodeTombstone(tombstone)));
             (decidedChanges ??= []).Add((id, tombstone));
         }
 

@@ -63,7 +63,7 @@ public static class StateLayouts
     public static IStateLayout<T>? Of<T>() => LayoutCache<T>.Layout;
 
     /// <summary>
-    /// One JSON document from a head and its entry rows (as the compact JSON of <see cref="Records.StateJson"/>): the
+    /// One JSON document from a head and its entry rows (entries in either form of <see cref="EntryCodec"/>): the
     /// head's properties, then each map rebuilt from its entries. A map the head still holds itself (a record stored
     /// in one row before it was split) is kept while no entry row of that map exists.
     /// </summary>
@@ -72,13 +72,13 @@ public static class StateLayouts
         ArgumentNullException.ThrowIfNull(head);
         ArgumentNullException.ThrowIfNull(entries);
         if (entries.Count == 0) return head;
-        var grouped = new Dictionary<string, List<KeyValuePair<string, byte[]>>>(StringComparer.Ordinal);
+        var grouped = new Dictionary<string, (string Prefix, List<KeyValuePair<string, byte[]>> Members)>(StringComparer.Ordinal);
         foreach (var entry in entries.OrderBy(e => e.Key, StringComparer.Ordinal))
         {
             var map = Maps.FirstOrDefault(m => entry.Key.StartsWith(m.Prefix, StringComparison.Ordinal));
             if (map.Property is null) throw new InvalidDataException($"entry row '{entry.Key}' belongs to no map of a split record");
-            if (!grouped.TryGetValue(map.Property, out var members)) grouped[map.Property] = members = [];
-            members.Add(new(entry.Key[map.Prefix.Length..], entry.Value));
+            if (!grouped.TryGetValue(map.Property, out var group)) grouped[map.Property] = group = (map.Prefix, []);
+            group.Members.Add(new(entry.Key[map.Prefix.Length..], entry.Value));
         }
 
         using var document = JsonDocument.Parse(head);
@@ -89,13 +89,13 @@ public static class StateLayouts
             json.WriteStartObject();
             foreach (var property in document.RootElement.EnumerateObject())
                 if (!grouped.ContainsKey(property.Name)) property.WriteTo(json);
-            foreach (var (property, members) in grouped)
+            foreach (var (property, (prefix, members)) in grouped)
             {
                 json.WriteStartObject(property);
                 foreach (var (id, payload) in members)
                 {
                     json.WritePropertyName(id);
-                    json.WriteRawValue(payload);
+                    EntryCodec.WriteJson(json, prefix, id, payload);
                 }
                 json.WriteEndObject();
             }
