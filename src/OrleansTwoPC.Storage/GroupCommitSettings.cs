@@ -58,8 +58,23 @@ public static class GroupCommitSettings
         await using (var name = new NpgsqlCommand("SELECT current_database()", connection))
             database = (string)(await name.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
         var quoted = "\"" + database.Replace("\"", "\"\"", StringComparison.Ordinal) + "\"";
-        // ALTER DATABASE ... SET takes no parameters; the value is an integer checked above.
+        var wanted = new[] { $"commit_delay={commitDelayMicroseconds.ToString(CultureInfo.InvariantCulture)}", "commit_siblings=1" };
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+        // Silos starting together take turns (two first settings of one database at once collide in the catalog),
+        // and one that finds the settings in place writes nothing.
+        await using (var turn = new NpgsqlCommand("SELECT pg_advisory_xact_lock(@key)", connection, transaction))
+        {
+            turn.Parameters.AddWithValue("key", SchemaApplier.AdvisoryLockKey);
+            await turn.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        }
+        await using (var current = new NpgsqlCommand(
+            "SELECT coalesce((SELECT setconfig FROM pg_db_role_setting WHERE setrole = 0 AND setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database())), '{}')",
+            connection, transaction))
+        {
+            var settings = (string[])(await current.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
+            if (wanted.All(settings.Contains)) return true;
+        }
+        // ALTER DATABASE ... SET takes no parameters; the value is an integer checked above.
         await using var alter = new NpgsqlCommand(
             $"ALTER DATABASE {quoted} SET commit_delay = {commitDelayMicroseconds.ToString(CultureInfo.InvariantCulture)}; " +
             $"ALTER DATABASE {quoted} SET commit_siblings = 1", connection, transaction);

@@ -109,6 +109,25 @@ public sealed class PostgresTopologyTests(PostgresFixture fixture)
         }
     }
 
+    [Fact]
+    public async Task Silos_setting_group_commit_on_one_database_at_once_all_succeed()
+    {
+        // The first setting of a database is a catalog row: two at once collide unless they take turns.
+        for (var round = 0; round < 10; round++)
+        {
+            var database = $"gcrace{Guid.NewGuid():N}"[..14];
+            await DatabaseProvisioner.EnsureDatabaseAsync(fixture.Server.AdminConnectionString, database);
+            var connectionString = PostgresConnectionStrings.WithDatabase(fixture.Server.AdminConnectionString, database);
+            // Opened before they start, so the settings are written at nearly the same moment.
+            var start = new TaskCompletionSource();
+            var silos = Enumerable.Range(0, 6).Select(async _ => { await start.Task; return await GroupCommitSettings.ApplyAsync(connectionString, 300); }).ToList();
+            start.SetResult();
+
+            Assert.All(await Task.WhenAll(silos), Assert.True);
+            Assert.Equal("300", await QueryRunner.ScalarAsync(connectionString, "SHOW commit_delay"));
+        }
+    }
+
     [Theory]
     [InlineData("-1")]
     [InlineData("1.5")]
