@@ -69,7 +69,8 @@ public sealed class GroupCommitTests(TwoPcClusterFixture fixture, ITestOutputHel
     /// grain's next versioned write fails. A slow prepare holds the SKU while the orders' prepares queue up;
     /// those that join the failing write, or the write after it, fail with it (their coordinators abort). The
     /// rest were held back because those writes were full (<see cref="ProtocolOptions.MaxStepsPerWrite"/>): they
-    /// step after the grain has reloaded its record, and commit. Nothing is lost or applied twice.
+    /// step after the grain has reloaded its record, and commit (on a loaded machine some reach it after their
+    /// prepare deadline and are refused). Nothing is lost or applied twice.
     /// </summary>
     [Fact]
     public async Task A_failed_shared_write_fails_every_transaction_waiting_on_it_and_the_grain_reloads_and_recovers()
@@ -110,7 +111,9 @@ public sealed class GroupCommitTests(TwoPcClusterFixture fixture, ITestOutputHel
         var committed = results.Where(r => r.Outcome?.Status == OrderStatus.Committed).ToList();
         output.WriteLine($"{failed.Count} of {orders} orders failed with the shared writes, {committed.Count} stepped after the reload; e.g. {failed.FirstOrDefault()?.Outcome?.Reason}");
         Assert.Equal(orders, failed.Count + committed.Count);
-        Assert.InRange(failed.Count, 1, 2 * new ProtocolOptions().MaxStepsPerWrite);
+        // Only the steps in the failing write and the one after it fail with it (on a loaded machine the others may
+        // still reach the SKU after their deadline, below).
+        Assert.InRange(failed.Count(r => r.Outcome!.Reason!.Contains(nameof(InconsistentStateException), StringComparison.Ordinal)), 1, 2 * new ProtocolOptions().MaxStepsPerWrite);
         // Each failed because of the SKU's write: the version conflict itself, or (on a loaded machine) that
         // failure came back only after the coordinator's prepare deadline, or the prepare waiting behind it and
         // the reload was taken only after its deadline.

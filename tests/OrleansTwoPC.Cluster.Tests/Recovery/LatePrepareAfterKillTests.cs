@@ -24,8 +24,7 @@ public sealed class LatePrepareAfterKillTests(RecoveryClusterFixture fixture, IT
         for (var attempt = 0; attempt < 20 && (host is null || host.Equals(primary)); attempt++)
         {
             sku = await NewSku(10);
-            var key = sku;
-            host = (await management.GetDetailedGrainStatistics()).Single(s => s.GrainId.Key.ToString() == key && s.GrainType.Contains("Inventory", StringComparison.Ordinal)).SiloAddress;
+            host = await HostOf(sku);
         }
         Assert.NotNull(host);
         Assert.NotEqual(primary, host);
@@ -42,7 +41,7 @@ public sealed class LatePrepareAfterKillTests(RecoveryClusterFixture fixture, IT
             VoteReply? vote = null;
             await Retrying(async () => vote = await grain.Prepare(tx, 2, deadline));
             var snapshot = await grain.GetSnapshot();
-            var newHost = (await management.GetDetailedGrainStatistics()).Single(s => s.GrainId.Key.ToString() == sku && s.GrainType.Contains("Inventory", StringComparison.Ordinal)).SiloAddress;
+            var newHost = await HostOf(sku);
             output.WriteLine($"late prepare on {newHost}: {(vote!.Yes ? "yes" : "no")} ({vote.Reason}); stock {snapshot.Committed}, {snapshot.OpenReservations} reserved");
 
             Assert.NotEqual(host, newHost);
@@ -55,5 +54,8 @@ public sealed class LatePrepareAfterKillTests(RecoveryClusterFixture fixture, IT
         {
             await Fixture.Cluster.StartAdditionalSiloAsync();
         }
+
+        async Task<SiloAddress> HostOf(string key) =>
+            (await management.GetDetailedGrainStatistics()).Single(s => s.GrainId.Key.ToString() == key && s.GrainType.Contains("Inventory", StringComparison.Ordinal)).SiloAddress;
     }
 }
