@@ -111,6 +111,22 @@ public sealed class TombstoneMapTests
     }
 
     [Fact]
+    public void A_negative_expiry_limit_is_refused_and_changes_nothing()
+    {
+        var map = new TombstoneMap();
+        var id = $"tx-{Guid.NewGuid():N}";
+        map[id] = new DecidedTransaction { Outcome = Decision.Abort, KeepUntil = Epoch };
+
+        Assert.Throws<ArgumentOutOfRangeException>(() => map.RemoveExpired(Epoch.AddDays(1), -1));
+
+        Assert.True(map.ContainsKey(id));
+        Assert.Equal(0, map.RemoveExpired(Epoch.AddDays(1), 0));
+        Assert.True(map.ContainsKey(id));
+        Assert.Equal(1, map.RemoveExpired(Epoch.AddDays(1), 1));
+        Assert.False(map.ContainsKey(id));
+    }
+
+    [Fact]
     public void A_snapshot_refuses_every_change_and_thaws_into_a_map_of_its_own_lineage()
     {
         var map = new TombstoneMap();
