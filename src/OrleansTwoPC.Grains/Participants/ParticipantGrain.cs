@@ -434,10 +434,8 @@ public abstract class ParticipantGrain<TResource, TWork> : Grain where TResource
     {
         Logger.LogError(failure, "{Kind} step failed at {Participant}; changes not yet written are discarded and the record will be reloaded", kind, ParticipantName);
         _mustReload = true;
-        if (_unwritten is { } batch)
+        if (TakeUnwritten() is { } batch)
         {
-            _unwritten = null;
-            _unwrittenSteps = 0;
             batch.SetException(new InvalidOperationException($"{ParticipantName}: a change this answer relied on was discarded (a {kind} step failed: {failure.Message}); nothing was made durable"));
         }
     }
@@ -490,6 +488,15 @@ public abstract class ParticipantGrain<TResource, TWork> : Grain where TResource
     /// <summary>Completes when every change made so far is durable (at once when nothing is unwritten).</summary>
     private Task WhenPriorChangesDurable() => _unwritten?.Task ?? _writing?.Task ?? Task.CompletedTask;
 
+    /// <summary>The changes not yet handed to a write (null when there are none), taken so that the next step starts a new batch.</summary>
+    private TaskCompletionSource? TakeUnwritten()
+    {
+        var batch = _unwritten;
+        _unwritten = null;
+        _unwrittenSteps = 0;
+        return batch;
+    }
+
     /// <summary>The caller just changed the record: it waits for the next write, started now if none is in flight.</summary>
     private Task JoinNextWrite()
     {
@@ -510,10 +517,8 @@ public abstract class ParticipantGrain<TResource, TWork> : Grain where TResource
         {
             // Let the requests already queued on this activation take their steps first: they join this write.
             await Task.Yield();
-            while (_unwritten is { } batch)
+            while (TakeUnwritten() is { } batch)
             {
-                _unwritten = null;
-                _unwrittenSteps = 0;
                 _writing = batch;
                 // Storage serializes the state after its own awaits: hand it a copy the machine will not touch.
                 _state.State = _machine.CopyRecord();
@@ -539,12 +544,7 @@ public abstract class ParticipantGrain<TResource, TWork> : Grain where TResource
                 _mustReload = true;
                 batch.SetException(failure);
                 // Made on top of the failed write's changes: lost with them when the grain reloads.
-                if (_unwritten is { } later)
-                {
-                    _unwritten = null;
-                    _unwrittenSteps = 0;
-                    later.SetException(failure);
-                }
+                TakeUnwritten()?.SetException(failure);
                 return;
             }
         }
