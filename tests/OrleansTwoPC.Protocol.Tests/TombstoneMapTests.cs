@@ -11,6 +11,9 @@ public sealed class TombstoneMapTests
 {
     private static readonly DateTimeOffset Epoch = DateTimeOffset.UnixEpoch.AddYears(56);
 
+    /// <summary>No limit: every expired tombstone goes.</summary>
+    private const int All = int.MaxValue;
+
     private abstract record Op;
     private sealed record Set(string Id, int KeepSeconds, bool Commit) : Op;
     private sealed record Remove(string Id) : Op;
@@ -66,7 +69,7 @@ public sealed class TombstoneMapTests
                         }
                         else
                         {
-                            map.RemoveExpired(now);
+                            map.RemoveExpired(now, All);
                         }
                         foreach (var (id, _) in expired)
                         {
@@ -138,11 +141,11 @@ public sealed class TombstoneMapTests
         var refused = Assert.Throws<InvalidOperationException>(() => snapshot[id] = tombstone);
         Assert.Equal("a snapshot of the tombstones cannot change; thaw it first", refused.Message);
         Assert.Throws<InvalidOperationException>(() => snapshot.Remove(id));
-        Assert.Throws<InvalidOperationException>(() => snapshot.RemoveExpired(Epoch.AddDays(1)));
+        Assert.Throws<InvalidOperationException>(() => snapshot.RemoveExpired(Epoch.AddDays(1), All));
         Assert.Throws<InvalidOperationException>(snapshot.Clear);
         // Refused even when the change would change nothing.
         Assert.Throws<InvalidOperationException>(() => snapshot.Remove("tx-none"));
-        Assert.Throws<InvalidOperationException>(() => snapshot.RemoveExpired(Epoch.AddDays(-1)));
+        Assert.Throws<InvalidOperationException>(() => snapshot.RemoveExpired(Epoch.AddDays(-1), All));
         Assert.Throws<InvalidOperationException>(new TombstoneMap().Snapshot().Clear);
         Assert.Same(map, map.Thaw());
         Assert.Same(snapshot, snapshot.Snapshot());
@@ -151,7 +154,7 @@ public sealed class TombstoneMapTests
         var thawed = snapshot.Thaw();
         Assert.False(thawed.IsReadOnly);
         Assert.NotSame(map.Lineage, thawed.Lineage);
-        thawed.RemoveExpired(Epoch.AddDays(1));
+        thawed.RemoveExpired(Epoch.AddDays(1), All);
         Assert.Empty(thawed);
         Assert.Single(snapshot);
         Assert.Single(map);
@@ -169,14 +172,14 @@ public sealed class TombstoneMapTests
         var map = new TombstoneMap();
         var id = $"tx-{Guid.NewGuid():N}";
         map[id] = new DecidedTransaction { Outcome = Decision.Abort, KeepUntil = Epoch.AddSeconds(1) };
-        map.RemoveExpired(Epoch);
+        map.RemoveExpired(Epoch, All);
         map[id] = new DecidedTransaction { Outcome = Decision.Abort, KeepUntil = Epoch.AddSeconds(10) };
 
-        map.RemoveExpired(Epoch.AddSeconds(5));
+        map.RemoveExpired(Epoch.AddSeconds(5), All);
         Assert.True(map.ContainsKey(id));
-        map.RemoveExpired(Epoch.AddSeconds(10));
+        map.RemoveExpired(Epoch.AddSeconds(10), All);
         Assert.True(map.ContainsKey(id));
-        map.RemoveExpired(Epoch.AddSeconds(10).AddTicks(1));
+        map.RemoveExpired(Epoch.AddSeconds(10).AddTicks(1), All);
         Assert.False(map.ContainsKey(id));
     }
 

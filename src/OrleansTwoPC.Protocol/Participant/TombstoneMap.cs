@@ -97,9 +97,6 @@ public sealed class TombstoneMap : IDictionary<string, DecidedTransaction>, IRea
         return _changed is null ? [] : _changed;
     }
 
-    /// <summary>Removes every tombstone whose keep-until time is before <paramref name="now"/>.</summary>
-    public void RemoveExpired(DateTimeOffset now) => RemoveExpired(now, int.MaxValue);
-
     /// <summary>
     /// Removes at most <paramref name="limit"/> of the tombstones whose keep-until time is before <paramref name="now"/>,
     /// the oldest first; returns how many it removed.
